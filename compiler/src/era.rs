@@ -94,6 +94,12 @@ impl Form {
         }
     }
 
+    /// Whether the form is a value rather than syntax: it only breaks ties between
+    /// releases that accept the file's syntax, and is never reported by itself.
+    pub fn is_value(self) -> bool {
+        matches!(self, Form::LargeBacklog)
+    }
+
     /// How the form is named in messages.
     pub fn describe(self) -> &'static str {
         match self {

@@ -15,6 +15,12 @@
 //! The full output (short and human forms) is an insta snapshot beside the file;
 //! `INSTA_UPDATE=always` (or `cargo insta review`) updates them.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a test that cannot read its own fixtures should fail loudly"
+)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -25,9 +31,15 @@ fn workspace() -> PathBuf {
 fn run(args: &[&str]) -> (i32, String) {
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let argv = std::iter::once("relaydc").chain(args.iter().copied()).map(Into::into).collect();
+    let argv = std::iter::once("relaydc")
+        .chain(args.iter().copied())
+        .map(Into::into)
+        .collect();
     let code = relaydc::cli::run(argv, &mut out, &mut err);
-    (code, String::from_utf8_lossy(&out).into_owned() + &String::from_utf8_lossy(&err))
+    (
+        code,
+        String::from_utf8_lossy(&out).into_owned() + &String::from_utf8_lossy(&err),
+    )
 }
 
 struct Expect {
@@ -37,14 +49,24 @@ struct Expect {
 }
 
 fn header(text: &str) -> Expect {
-    let mut e = Expect { outcome: String::new(), codes: BTreeSet::new(), args: Vec::new() };
+    let mut e = Expect {
+        outcome: String::new(),
+        codes: BTreeSet::new(),
+        args: Vec::new(),
+    };
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix('#') else { break };
+        let Some(rest) = line.strip_prefix('#') else {
+            break;
+        };
         let rest = rest.trim();
         if let Some(v) = rest.strip_prefix("expect:") {
             e.outcome = v.trim().to_string();
         } else if let Some(v) = rest.strip_prefix("codes:") {
-            e.codes.extend(v.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()));
+            e.codes.extend(
+                v.split(',')
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty()),
+            );
         } else if let Some(v) = rest.strip_prefix("args:") {
             e.args.extend(v.split_whitespace().map(str::to_string));
         }
@@ -57,7 +79,9 @@ fn marks(text: &str) -> Vec<(usize, usize, usize, String)> {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        let Some(rest) = line.strip_prefix('#') else { continue };
+        let Some(rest) = line.strip_prefix('#') else {
+            continue;
+        };
         let trimmed = rest.trim_start();
         if !trimmed.starts_with('^') {
             continue;
@@ -82,7 +106,9 @@ fn marks(text: &str) -> Vec<(usize, usize, usize, String)> {
 fn corpus_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for dir in ["seed", "valid", "invalid", "legacy"] {
-        let Ok(entries) = std::fs::read_dir(workspace().join("corpus").join(dir)) else { continue };
+        let Ok(entries) = std::fs::read_dir(workspace().join("corpus").join(dir)) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "conf") {
@@ -101,7 +127,11 @@ fn corpus() {
     assert!(files.len() >= 6, "the corpus is missing");
     let mut failures = Vec::new();
     for path in &files {
-        let rel = path.strip_prefix(workspace()).unwrap_or(path).to_string_lossy().replace("/../", "/");
+        let rel = path
+            .strip_prefix(workspace())
+            .unwrap_or(path)
+            .to_string_lossy()
+            .replace("/../", "/");
         let rel = rel.trim_start_matches("../").to_string();
         let text = std::fs::read_to_string(path).expect("read corpus file");
         let expect_file = path.with_extension("expect");
@@ -127,7 +157,10 @@ fn corpus() {
             .filter_map(|l| l.split_once("[RD").map(|(_, r)| format!("RD{}", &r[..4])))
             .collect();
         if got != expect.codes {
-            failures.push(format!("{rel}: codes {got:?}, expected {:?}\n{short}", expect.codes));
+            failures.push(format!(
+                "{rel}: codes {got:?}, expected {:?}\n{short}",
+                expect.codes
+            ));
         }
         let has_warnings = short.contains(": warning[");
         if expect.outcome == "ok" && has_warnings {
@@ -141,7 +174,8 @@ fn corpus() {
         jargs.extend(expect.args.iter().map(String::as_str));
         jargs.push(&rel);
         let (_, json) = run(&jargs);
-        let doc: serde_json::Value = serde_json::from_str(json.trim_end_matches(|c| c != '}')).unwrap_or_default();
+        let doc: serde_json::Value =
+            serde_json::from_str(json.trim_end_matches(|c| c != '}')).unwrap_or_default();
         let diags = doc["diagnostics"].as_array().cloned().unwrap_or_default();
         for (line, col, len, code) in marks(&text) {
             let hit = diags.iter().any(|d| {
@@ -150,10 +184,15 @@ fn corpus() {
                     && loc["file"] == rel.as_str()
                     && loc["line"] == line
                     && (loc["column"] == col || (col == 2 && loc["column"] == 1))
-                    && (loc["end_line"] != line || loc["end_column"].as_u64().unwrap_or(0) - loc["column"].as_u64().unwrap_or(0) == len as u64)
+                    && (loc["end_line"] != line
+                        || loc["end_column"].as_u64().unwrap_or(0)
+                            - loc["column"].as_u64().unwrap_or(0)
+                            == len as u64)
             });
             if !hit {
-                failures.push(format!("{rel}:{line}:{col}: no {code} spanning {len} columns here\n{short}"));
+                failures.push(format!(
+                    "{rel}:{line}:{col}: no {code} spanning {len} columns here\n{short}"
+                ));
             }
         }
         let (_, human) = run(&{
@@ -163,7 +202,11 @@ fn corpus() {
             a
         });
         let snapshot = format!("exit: {code}\n--- short\n{short}--- human\n{human}");
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("x").to_string();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("x")
+            .to_string();
         let mut settings = insta::Settings::clone_current();
         settings.set_snapshot_path(path.parent().expect("corpus dir"));
         settings.set_prepend_module_to_snapshot(false);
@@ -171,5 +214,10 @@ fn corpus() {
         settings.set_omit_expression(true);
         settings.bind(|| insta::assert_snapshot!(stem, snapshot));
     }
-    assert!(failures.is_empty(), "{} corpus failures:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} corpus failures:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

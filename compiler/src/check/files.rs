@@ -47,6 +47,13 @@ fn relay(ctx: &mut Ctx, b: &Block<RlyOpt>, protocols: &[&Protocol]) {
         RlyOpt::Listen { tls: Some(t), .. } => Some(t.span),
         _ => None,
     });
+    let tls_client = b
+        .opts
+        .iter()
+        .any(|o| matches!(&o.node, RlyOpt::Forward { tls: Some(_), .. }));
+    if tls_listen.is_some() || tls_client {
+        ca_files(ctx, b, proto);
+    }
     let (Some(at), Some((addr, port))) = (tls_listen, first_listen) else {
         return;
     };
@@ -121,6 +128,10 @@ fn relay(ctx: &mut Ctx, b: &Block<RlyOpt>, protocols: &[&Protocol]) {
             .help("on a build host without the keys, use `--no-file-checks`, or `--root DIR` for a copy of the deploy host's files");
         ctx.report(d);
     }
+}
+
+/// CA files relayd opens for a relay that speaks TLS on either side.
+fn ca_files(ctx: &mut Ctx, b: &Block<RlyOpt>, proto: Option<&Protocol>) {
     for t in proto.into_iter().flat_map(tls_opts) {
         let path = match &t.node {
             TlsOpt::CaFile(p) | TlsOpt::CaCert(p) | TlsOpt::ClientCa(p) => p,

@@ -24,7 +24,7 @@ struct Finding {
 pub fn check(file: &File, judgement: &Judgement, ctx: &mut Ctx) {
     let findings = legacy_findings(file);
     let release = judgement.release;
-    for m in &judgement.markers {
+    for m in judgement.markers.iter().filter(|m| !m.form.is_value()) {
         let accepted = m.form.accepted();
         let finding = findings.get(&m.span);
         if accepted.contains(release) {

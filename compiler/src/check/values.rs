@@ -663,7 +663,7 @@ fn check_spec(ctx: &mut Ctx, c: &Sp<Check>) {
 }
 
 fn is_hex(s: &str) -> bool {
-    s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn host(ctx: &mut Ctx, h: &Host) {

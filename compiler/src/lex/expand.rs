@@ -258,7 +258,16 @@ impl Expander<'_> {
                         continue;
                     }
                     let next = text[range.end..].chars().next();
-                    let tok = classify(&word, next, at_line_start && self.depth == 0);
+                    // hoststated's `service` starts a block, or follows `forward to`.
+                    let after_forward_to = matches!(
+                        self.out.as_slice(),
+                        [.., a, b] if a.tok == Tok::Kw(Kw::Forward) && b.tok == Tok::Kw(Kw::To)
+                    );
+                    let tok = classify(
+                        &word,
+                        next,
+                        (at_line_start && self.depth == 0) || after_forward_to,
+                    );
                     self.number_or(tok, span, None);
                 }
                 Ok(Raw::LBrace) => self.push(Tok::LBrace, span, false, None),
