@@ -62,6 +62,7 @@ fn protocol(ctx: &mut Ctx, p: &Protocol, any_tag: &mut bool, any_label: &mut boo
                 );
             }
             ProOpt::Rule(r) => rule(ctx, r, any_tag, any_label),
+            ProOpt::Node(n) => node(ctx, n),
             _ => {}
         }
     }
@@ -152,6 +153,53 @@ fn rule(ctx: &mut Ctx, r: &Rule, any_tag: &mut bool, any_label: &mut bool) {
     }
     *any_tag |= tag.is_some();
     *any_label |= label.is_some();
+}
+
+/// The checks relayd 5.5 made on protocol nodes (parse.y 1.180).
+fn node(ctx: &mut Ctx, n: &Node) {
+    let header_only = matches!(
+        n.verb.node,
+        NodeVerb::Append | NodeVerb::Change | NodeVerb::Remove
+    );
+    if header_only && n.kind.node != KvKind::Header {
+        ctx.report(
+            Diagnostic::relayd(
+                Code::RuleOptionCombination,
+                n.verb.span,
+                "action only supported for headers",
+            )
+            .help("`append`, `change` and `remove` apply to headers only"),
+        );
+    }
+    if matches!(n.arg, NodeArg::Digest(_)) && n.kind.node != KvKind::Url {
+        ctx.report(
+            Diagnostic::relayd(
+                Code::RuleOptionCombination,
+                n.kind.span,
+                "digest not supported for this type",
+            )
+            .help("only `url` nodes take a digest"),
+        );
+    }
+    if n.mark.is_some() && n.marked.is_some() {
+        ctx.report(Diagnostic::relayd(
+            Code::RuleOptionCombination,
+            n.span,
+            "either mark or marked",
+        ));
+    }
+    for m in [&n.mark, &n.marked].into_iter().flatten() {
+        if !(1..=65534).contains(&m.node) {
+            ctx.report(
+                Diagnostic::relayd(
+                    Code::OutOfRange,
+                    m.span,
+                    format!("invalid mark: {}", m.node),
+                )
+                .help("marks are 1 to 65534"),
+            );
+        }
+    }
 }
 
 fn repeated(
