@@ -700,17 +700,7 @@ impl Expander<'_> {
     }
 
     fn not_utf8(&mut self, file: FileId) {
-        let text = &self.sources.file(file).text;
-        let at = text.find('\u{fffd}').unwrap_or(0);
-        let len = '\u{fffd}'.len_utf8().min(text.len() - at);
-        self.diags.push(
-            Diagnostic::new(
-                Code::NotUtf8,
-                Span::new(file, at, at + len),
-                "the file is not valid UTF-8; invalid bytes are shown as `\u{fffd}`",
-            )
-            .help("relayd reads bytes, so this is harmless inside comments and quoted strings"),
-        );
+        report_not_utf8(self.sources, file, self.diags);
     }
 }
 
