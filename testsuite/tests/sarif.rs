@@ -27,6 +27,11 @@
 //! its draft-07 meta-schema is bundled inside `jsonschema`. Formats (`uri`, `uri-reference`,
 //! `date-time`, ...) are asserted, not treated as annotations.
 //!
+//! One liberty is taken with the published schema, in memory: its two `language` patterns hold
+//! a lone `]` (legal in ECMA-262 Annex B, refused by `jsonschema`'s strict meta-schema check),
+//! which is escaped to `\]`, matching exactly the same strings; see `normalise_patterns` and the
+//! test `only_the_language_patterns_are_normalised`.
+//!
 //! The binary
 //! ----------
 //! `CARGO_BIN_EXE_relaydc` only exists for the compiler package's own tests, so this test runs
