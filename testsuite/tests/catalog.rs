@@ -13,12 +13,8 @@
 )]
 
 use relaydc_spec::codes::{collected_markdown, CATALOG};
+use relaydc_testsuite::workspace;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 #[test]
 fn diagnostics_md_is_current() {

@@ -21,12 +21,9 @@
     reason = "a test that cannot read its own fixtures should fail loudly"
 )]
 
+use relaydc_testsuite::workspace;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use std::path::PathBuf;
 
 fn run(args: &[&str]) -> (i32, String) {
     let mut out = Vec::new();
