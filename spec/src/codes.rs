@@ -7,7 +7,10 @@
 //!
 //! Numbering by stage: 01xx sources, lexing and macros; 02xx syntax; 03xx single values
 //! (numbers, ports, addresses, names); 04xx option contexts and rule option combinations;
-//! 06xx files on the deploy host; 08xx forms of older relayd releases.
+//! 05xx names and the structure of blocks (relayd's cross-reference and post-parse
+//! checks); 06xx files on the deploy host; 07xx TLS material and policy, and features
+//! without a Linux meaning; 08xx forms of older relayd releases; 09xx analyses relayd
+//! never made (listener overlaps, unreachable tables, shadowed filter rules).
 
 use serde::Serialize;
 use std::fmt;
@@ -115,9 +118,34 @@ codes! {
     RepeatedOption = "RD0411", "repeated-option", Error, "an option that may appear once is given again";
     TableInterval = "RD0412", "table-interval", Error, "a table interval that is not a multiple of the global interval";
     MissingPort = "RD0413", "missing-port", Error, "a table reference without a port and without a preceding `listen on`";
+    UndefinedName = "RD0501", "undefined-name", Error, "a table or protocol is used but not defined before that point";
+    DuplicateName = "RD0502", "duplicate-name", Error, "a table, redirect, relay, protocol or router name is defined twice";
+    EmptyTable = "RD0503", "empty-table", Error, "a table has no hosts";
+    IncompleteBlock = "RD0504", "incomplete-block", Error, "a redirect, relay or router lacks a part it needs (listener, table, target, routes)";
+    RedirectTableCheck = "RD0505", "redirect-table-check", Error, "a redirect's table has no health check";
+    BackupTableMismatch = "RD0506", "backup-table-mismatch", Error, "a redirect's backup table differs from the main table in port or mode";
+    TargetConflict = "RD0507", "target-conflict", Error, "a relay forwards both to `nat lookup` and to `destination`";
+    NoActions = "RD0508", "no-actions", Error, "the configuration has no redirect, relay or router";
+    TimeoutExceedsInterval = "RD0509", "timeout-exceeds-interval", Error, "a check timeout is not shorter than the check interval";
+    InvalidParent = "RD0510", "invalid-parent", Error, "a host's `parent` is not the id of another host without a parent";
+    UnusedProtocol = "RD0511", "unused-protocol", Warning, "a protocol no relay uses";
+    TooManyHosts = "RD0512", "too-many-hosts", Error, "a relay's table has more than 32 hosts";
+    UnusedTable = "RD0513", "unused-table", Warning, "a table nothing forwards to";
+    DuplicateListener = "RD0514", "duplicate-listener", Error, "two relays listen on the same address and port";
+    LateGlobal = "RD0515", "late-global", Warning, "a global option after the first section, where relayd ignores it or earlier sections do not see it";
     TlsFiles = "RD0601", "tls-files", Error, "the keypair files for a TLS relay cannot be found";
     TlsCaFile = "RD0602", "tls-ca-file", Error, "a CA or client CA file cannot be read";
     RuleFile = "RD0603", "rule-file", Error, "the file a filter rule reads its keys from cannot be read";
+    TlsKeyMismatch = "RD0701", "tls-key-mismatch", Error, "a keypair's private key does not belong to its certificate";
+    TlsChainOrder = "RD0702", "tls-chain-order", Warning, "a certificate file does not list the server certificate first, then each issuer";
+    TlsCertExpiring = "RD0703", "tls-cert-expiring", Warning, "a certificate expires within 30 days";
+    TlsCertExpired = "RD0704", "tls-cert-expired", Error, "a certificate has expired or is not yet valid";
+    TlsBadMaterial = "RD0705", "tls-bad-material", Error, "a certificate, key or CA file that cannot be parsed or used";
+    TlsCiphersNone = "RD0706", "tls-ciphers-none", Error, "a cipher string that leaves no cipher suite relayd-run can offer";
+    TlsLegacyVersion = "RD0707", "tls-legacy-version", Warning, "a TLS version flag (`sslv3`, `tlsv1.0`, `tlsv1.1`) that has no effect";
+    TlsCiphersPartial = "RD0708", "tls-ciphers-partial", Note, "part of a cipher string names suites relayd-run does not offer";
+    TlsCurveUnsupported = "RD0709", "tls-curve-unsupported", Warning, "an ECDHE curve, DH or renegotiation setting relayd-run cannot honour";
+    LinuxNoEquivalent = "RD0710", "linux-no-equivalent", Warning, "a relayd feature that has no meaning on Linux";
     LegacyLog = "RD0801", "legacy-log", Warning, "`log updates` and `log all` were replaced";
     LegacySsl = "RD0802", "legacy-ssl", Warning, "the `ssl` keyword was renamed `tls`";
     LegacyHeaderAppend = "RD0803", "legacy-header-append", Warning, "the `header append … to …` node was replaced by a `match` rule";
@@ -131,6 +159,16 @@ codes! {
     Hoststated = "RD0811", "hoststated", Warning, "syntax of hoststated (relayd 4.1 and 4.2)";
     LegacyGlobal = "RD0812", "legacy-global", Warning, "a global option of old releases (`send trap`, `snmp`, global `demote`)";
     NotInEra = "RD0813", "not-in-era", Error, "a form the release this file is judged by does not accept";
+    ListenerOverlap = "RD0901", "listener-overlap", Warning, "a wildcard listener and a specific one share a port, so one takes the other's connections";
+    RedirectCapturesRelay = "RD0902", "redirect-captures-relay", Warning, "a redirect rewrites the traffic a relay listens for";
+    UnreachableTable = "RD0903", "unreachable-table", Warning, "a table a relay never uses: a fallback behind an always-usable table, or a rule's `forward to` the relay does not forward to";
+    ShadowedRule = "RD0904", "shadowed-rule", Warning, "a filter rule that never decides because an earlier `quick` rule always does";
+    OverriddenRule = "RD0905", "overridden-rule", Warning, "a filter rule whose verdict a later rule always replaces";
+    UnsatisfiableRule = "RD0906", "unsatisfiable-rule", Warning, "a filter rule or alternative that no request can satisfy";
+    RulesNotEvaluated = "RD0907", "rules-not-evaluated", Warning, "filter rules in a protocol that is not http, where relayd never runs them";
+    HashWithoutKey = "RD0908", "hash-without-key", Warning, "`mode hash` with no `hash` rule sends every client to the same host";
+    GlobMatchesNothing = "RD0909", "glob-matches-nothing", Warning, "a pattern that no header name, path or url can match";
+    UnusedObject = "RD0910", "unused-object", Note, "an object only disabled relays or redirects use";
 }
 
 impl Code {

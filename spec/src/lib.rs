@@ -7,6 +7,8 @@
 
 pub mod codes;
 pub mod era;
+pub mod filter;
+pub mod tls;
 
 pub use codes::{Code, CodeInfo, Severity};
 pub use era::Release;

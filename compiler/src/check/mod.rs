@@ -4,12 +4,19 @@
 //! * `values`  — numbers, ports, addresses, names, check specs: one value at a time;
 //! * `context` — options in the wrong place and rule option combinations;
 //! * `legacy`  — forms of other releases, judged by the file's release (`era`);
-//! * `files`   — files relayd opens while parsing (keypairs, CA files, rule files).
+//! * `files`   — files relayd opens while parsing (keypairs, CA files, rule files), and
+//!   the TLS material in them (parsed, matched and dated against `Ctx::now`);
+//! * `tls`     — TLS policy (versions, ciphers, curves) as relayd-run will apply it;
+//! * `platform` — relayd features that have no meaning on Linux.
 
 mod context;
 mod files;
 mod legacy;
+mod platform;
+mod tls;
 mod values;
+
+pub use files::{parse_now, system_now};
 
 use crate::diag::{Diagnostic, Diagnostics, Severity};
 use crate::era::Judgement;
@@ -35,6 +42,8 @@ pub struct Ctx<'a> {
     pub release: Release,
     pub macros: &'a [Macro],
     pub file_checks: FileChecks,
+    /// "Now" for certificate validity, in seconds since the Unix epoch (`--now`).
+    pub now: i64,
     origins: HashMap<Span, &'a Origin>,
     diags: &'a mut Diagnostics,
 }
@@ -64,6 +73,10 @@ impl<'a> Ctx<'a> {
 }
 
 /// Runs every check.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the stages' outputs and the two check options, passed straight through"
+)]
 pub fn run(
     file: &File,
     judgement: &Judgement,
@@ -71,6 +84,7 @@ pub fn run(
     macros: &[Macro],
     sources: &SourceMap,
     file_checks: FileChecks,
+    now: i64,
     diags: &mut Diagnostics,
 ) {
     let origins = tokens
@@ -82,6 +96,7 @@ pub fn run(
         release: judgement.release,
         macros,
         file_checks,
+        now,
         origins,
         diags,
     };
@@ -89,6 +104,8 @@ pub fn run(
     context::check(file, &mut ctx);
     legacy::check(file, judgement, &mut ctx);
     files::check(file, &mut ctx);
+    tls::check(file, &mut ctx);
+    platform::check(file, &mut ctx);
     unused_macros(&mut ctx);
 }
 

@@ -8,8 +8,10 @@ use crate::check::{self, FileChecks};
 use crate::diag::{self, Diagnostics, Severity};
 use crate::era;
 use crate::lex;
+use crate::lower;
 use crate::parse;
 use crate::source::{PathRules, SourceMap};
+use crate::verify;
 use clap::{Parser, Subcommand, ValueEnum};
 use codespan_reporting::term::termcolor::{Ansi, NoColor};
 use relaydc_spec::Release;
@@ -31,6 +33,9 @@ struct Cli {
 enum Command {
     /// Check relayd.conf files and report every problem found.
     Check(CheckArgs),
+    /// Print the object graph (relays, redirects, routers, protocols, tables, hosts) as
+    /// DOT, e.g. `relaydc graph relayd.conf | dot -Tsvg > graph.svg`.
+    Graph(CheckArgs),
     /// Print the explanation of a diagnostic code (e.g. `relaydc explain RD0302`).
     Explain {
         /// The code, e.g. RD0302; without it, list all codes.
@@ -60,6 +65,10 @@ pub struct CheckArgs {
     /// Look up absolute paths (includes, keypairs, CA files) under this directory.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Judge certificate validity at this time (RFC 3339 UTC, `2026-11-26T00:00:00Z`)
+    /// instead of the real clock.
+    #[arg(long, value_name = "TIME", value_parser = check::parse_now)]
+    pub now: Option<i64>,
     /// Colour for the human format.
     #[arg(long, value_enum, default_value_t = ColorMode::Auto)]
     pub color: ColorMode,
@@ -90,6 +99,8 @@ pub struct Analysis {
     pub files: Vec<diag::json::FileInfo>,
     /// Files that could not be read at all (exit 2).
     pub unreadable: Vec<String>,
+    /// The lowered configuration of each file that could be read.
+    pub configs: Vec<crate::ir::Config>,
 }
 
 /// Runs the front end on `args.files`.
@@ -100,6 +111,8 @@ pub fn analyze(args: &CheckArgs, forced: Option<Release>) -> Analysis {
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
     let mut unreadable = Vec::new();
+    let mut configs = Vec::new();
+    let now = args.now.unwrap_or_else(check::system_now);
     let file_checks = if args.no_file_checks {
         FileChecks::Lenient
     } else {
@@ -126,8 +139,21 @@ pub fn analyze(args: &CheckArgs, forced: Option<Release>) -> Analysis {
             &lexed.macros,
             &sources,
             file_checks,
+            now,
             &mut diags,
         );
+        let config = lower::lower(&ast, judgement.release, &sources.rules, &mut diags);
+        // After lexing or syntax errors, "nothing is defined" would only echo them.
+        let syntax_broken = diags
+            .iter()
+            .any(|d| d.severity == Severity::Error && matches!(&d.code.id()[..4], "RD01" | "RD02"));
+        verify::run(
+            &config,
+            crate::source::Span::new(main, 0, 0),
+            syntax_broken,
+            &mut diags,
+        );
+        configs.push(config);
         files.push(diag::json::FileInfo {
             name: sources.file(main).name.clone(),
             release: judgement.release.to_string(),
@@ -142,6 +168,7 @@ pub fn analyze(args: &CheckArgs, forced: Option<Release>) -> Analysis {
         diagnostics: diags.sorted(),
         files,
         unreadable,
+        configs,
     }
 }
 
@@ -162,6 +189,7 @@ pub fn run(args: Vec<std::ffi::OsString>, out: &mut dyn Write, err: &mut dyn Wri
     match cli.command {
         Command::Explain { code } => explain::run(code.as_deref(), out, err),
         Command::Check(args) => check_command(&args, out, err),
+        Command::Graph(args) => graph_command(&args, out, err),
     }
 }
 
@@ -215,6 +243,34 @@ fn check_command(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
     } else {
         0
     }
+}
+
+fn graph_command(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let analysis = analyze(args, None);
+    for u in &analysis.unreadable {
+        let _ = writeln!(err, "relaydc: cannot read {u}");
+    }
+    if !analysis.unreadable.is_empty() {
+        return 2;
+    }
+    let errors = analysis
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    if errors > 0 {
+        let _ = diag::short::render(err, &analysis.sources, &analysis.diagnostics);
+        let _ = writeln!(
+            err,
+            "relaydc: {errors} error(s); the graph shows what could be resolved"
+        );
+    }
+    for c in &analysis.configs {
+        if write!(out, "{}", verify::graph::dot(c)).is_err() {
+            return 2;
+        }
+    }
+    i32::from(errors > 0)
 }
 
 fn human(args: &CheckArgs, analysis: &Analysis, out: &mut dyn Write) -> std::io::Result<()> {
