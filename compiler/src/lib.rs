@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod diag;
 pub mod era;
+pub mod freeze;
 pub mod ir;
 pub mod lex;
 pub mod lower;

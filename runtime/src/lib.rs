@@ -1,4 +1,14 @@
 //! relayd-run: the runtime half of relaydc.
 //!
-//! It will load a plan written by `relaydc compile` and run it; it never links the
-//! parser. Nothing is implemented yet: the plan format comes first (see ARCHITECTURE.md).
+//! It loads a plan written by `relaydc compile` and (as the project grows) runs it; it
+//! never links the parser. Today it loads and validates plans ([`plan`]) and has the
+//! command line ([`cli`]), whose `--check` validates a plan like `relayd -n`; serving
+//! relays comes next.
+
+pub mod cli;
+pub mod plan;
+
+pub use plan::{
+    load, load_bytes, load_public, validate, Inconsistency, KeysSection, LoadError, Loaded,
+    Problem, PublicPlan,
+};

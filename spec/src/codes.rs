@@ -136,6 +136,7 @@ codes! {
     TlsFiles = "RD0601", "tls-files", Error, "the keypair files for a TLS relay cannot be found";
     TlsCaFile = "RD0602", "tls-ca-file", Error, "a CA or client CA file cannot be read";
     RuleFile = "RD0603", "rule-file", Error, "the file a filter rule reads its keys from cannot be read";
+    UnresolvableName = "RD0604", "unresolvable-name", Error, "a host or listen name that does not resolve on the host compiling the plan";
     TlsKeyMismatch = "RD0701", "tls-key-mismatch", Error, "a keypair's private key does not belong to its certificate";
     TlsChainOrder = "RD0702", "tls-chain-order", Warning, "a certificate file does not list the server certificate first, then each issuer";
     TlsCertExpiring = "RD0703", "tls-cert-expiring", Warning, "a certificate expires within 30 days";

@@ -8,6 +8,7 @@
 pub mod codes;
 pub mod era;
 pub mod filter;
+pub mod plan;
 pub mod tls;
 
 pub use codes::{Code, CodeInfo, Severity};

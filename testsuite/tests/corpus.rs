@@ -6,7 +6,8 @@
 //! ```text
 //! # expect: ok | warning | error      (exit 0, 0 with warnings, 1)
 //! # codes: RD0301, RD0804             (exactly the set of codes reported)
-//! # args: --no-file-checks            (extra arguments, optional)
+//! # args: --no-file-checks            (extra arguments, optional; `--run compile`
+//!                                      runs `relaydc compile` instead of `check`)
 //! ```
 //!
 //! and marks under offending text: a comment line `#   ^^^ RD0301` asserts that an
@@ -141,9 +142,36 @@ fn corpus() {
             failures.push(format!("{rel}: no `# expect:` header"));
             continue;
         }
-        let mut args: Vec<&str> = vec!["check", "--format", "short"];
-        args.extend(expect.args.iter().map(String::as_str));
-        args.push(&rel);
+        // `# args: --run compile` runs `relaydc compile` (for deploy-host facts, which
+        // `check` never looks at) into a scratch file instead of `relaydc check`.
+        let compile = expect.args.iter().any(|a| a == "compile");
+        let scratch = std::env::temp_dir()
+            .join(format!("relaydc-corpus-{}.bin", std::process::id()))
+            .to_string_lossy()
+            .to_string();
+        let command = |format: &'static str| -> Vec<String> {
+            let mut a: Vec<String> = if compile {
+                vec!["compile".into(), "-o".into(), scratch.clone()]
+            } else {
+                vec!["check".into()]
+            };
+            if !format.is_empty() {
+                a.extend(["--format".to_string(), format.to_string()]);
+            } else {
+                a.extend(["--color".to_string(), "never".to_string()]);
+            }
+            a.extend(
+                expect
+                    .args
+                    .iter()
+                    .filter(|x| *x != "--run" && *x != "compile")
+                    .cloned(),
+            );
+            a.push(rel.clone());
+            a
+        };
+        let short_args = command("short");
+        let args: Vec<&str> = short_args.iter().map(String::as_str).collect();
         let (code, short) = run(&args);
         let want_code = if expect.outcome == "error" { 1 } else { 0 };
         if code != want_code {
@@ -167,9 +195,8 @@ fn corpus() {
             failures.push(format!("{rel}: expected warnings\n{short}"));
         }
         // Inline marks, checked against the JSON form (exact spans).
-        let mut jargs: Vec<&str> = vec!["check", "--format", "json"];
-        jargs.extend(expect.args.iter().map(String::as_str));
-        jargs.push(&rel);
+        let json_args = command("json");
+        let jargs: Vec<&str> = json_args.iter().map(String::as_str).collect();
         let (_, json) = run(&jargs);
         let doc: serde_json::Value =
             serde_json::from_str(json.trim_end_matches(|c| c != '}')).unwrap_or_default();
@@ -192,13 +219,10 @@ fn corpus() {
                 ));
             }
         }
-        let (_, human) = run(&{
-            let mut a: Vec<&str> = vec!["check", "--color", "never"];
-            a.extend(expect.args.iter().map(String::as_str));
-            a.push(&rel);
-            a
-        });
-        let snapshot = format!("exit: {code}\n--- short\n{short}--- human\n{human}");
+        let human_args = command("");
+        let (_, human) = run(&human_args.iter().map(String::as_str).collect::<Vec<_>>());
+        let snapshot =
+            format!("exit: {code}\n--- short\n{short}--- human\n{human}").replace(&scratch, "PLAN");
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())

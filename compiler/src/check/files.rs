@@ -365,6 +365,7 @@ fn cert_file(ctx: &mut Ctx, at: Span, path: &str) -> Option<Vec<Cert>> {
 }
 
 /// Why a private key cannot be used.
+#[derive(Debug)]
 enum KeyError {
     /// Not a key at all.
     Bad(String),
@@ -408,6 +409,22 @@ fn load_key(bytes: &[u8], password: Option<&str>) -> Result<Vec<u8>, KeyError> {
     let (_, parsed) = SubjectPublicKeyInfo::from_der(spki.as_ref())
         .map_err(|e| KeyError::Unsupported(e.to_string()))?;
     Ok(spki_identity(&parsed))
+}
+
+/// A private key file's key as DER, decrypted with `password` if it is encrypted — what
+/// `relaydc compile` embeds in the plan's keys section.
+pub(crate) fn private_key_der(
+    bytes: &[u8],
+    password: Option<&str>,
+) -> Result<PrivateKeyDer<'static>, String> {
+    let der = match pem_encryption(bytes) {
+        Some(enc) => {
+            let pw = password.ok_or("the key is encrypted and has no password")?;
+            decrypt_key(&enc, pw).map_err(|e| format!("{e:?}"))?
+        }
+        None => PrivateKeyDer::from_pem_slice(bytes).map_err(|e| format!("{e:?}"))?,
+    };
+    Ok(der)
 }
 
 /// Whether a PKCS#8 body is not even a DER SEQUENCE (so "unsupported" would mislead).

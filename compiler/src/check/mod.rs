@@ -10,7 +10,7 @@
 //! * `platform` — relayd features that have no meaning on Linux.
 
 mod context;
-mod files;
+pub(crate) mod files;
 mod legacy;
 mod platform;
 mod tls;

@@ -2,7 +2,9 @@
 //!
 //! Exit codes: 0 no errors, 1 errors found, 2 usage or I/O problems.
 
+mod compile;
 mod explain;
+mod inspect;
 
 use crate::check::{self, FileChecks};
 use crate::diag::{self, Diagnostics, Severity};
@@ -33,6 +35,11 @@ struct Cli {
 enum Command {
     /// Check relayd.conf files and report every problem found.
     Check(CheckArgs),
+    /// Compile a relayd.conf into a plan for relayd-run (nothing is written when the
+    /// configuration has errors).
+    Compile(compile::CompileArgs),
+    /// Print a plan's header and contents, as relayd-run will run them.
+    Inspect(inspect::InspectArgs),
     /// Print the object graph (relays, redirects, routers, protocols, tables, hosts) as
     /// DOT, e.g. `relaydc graph relayd.conf | dot -Tsvg > graph.svg`.
     Graph(CheckArgs),
@@ -101,6 +108,8 @@ pub struct Analysis {
     pub unreadable: Vec<String>,
     /// The lowered configuration of each file that could be read.
     pub configs: Vec<crate::ir::Config>,
+    /// For each config: its main file and the release it was judged by.
+    pub mains: Vec<(crate::source::FileId, Release)>,
 }
 
 /// Runs the front end on `args.files`.
@@ -112,6 +121,7 @@ pub fn analyze(args: &CheckArgs, forced: Option<Release>) -> Analysis {
     let mut files = Vec::new();
     let mut unreadable = Vec::new();
     let mut configs = Vec::new();
+    let mut mains = Vec::new();
     let now = args.now.unwrap_or_else(check::system_now);
     let file_checks = if args.no_file_checks {
         FileChecks::Lenient
@@ -154,6 +164,7 @@ pub fn analyze(args: &CheckArgs, forced: Option<Release>) -> Analysis {
             &mut diags,
         );
         configs.push(config);
+        mains.push((main, judgement.release));
         files.push(diag::json::FileInfo {
             name: sources.file(main).name.clone(),
             release: judgement.release.to_string(),
@@ -169,6 +180,7 @@ pub fn analyze(args: &CheckArgs, forced: Option<Release>) -> Analysis {
         files,
         unreadable,
         configs,
+        mains,
     }
 }
 
@@ -190,6 +202,8 @@ pub fn run(args: Vec<std::ffi::OsString>, out: &mut dyn Write, err: &mut dyn Wri
         Command::Explain { code } => explain::run(code.as_deref(), out, err),
         Command::Check(args) => check_command(&args, out, err),
         Command::Graph(args) => graph_command(&args, out, err),
+        Command::Compile(args) => compile::run(&args, out, err),
+        Command::Inspect(args) => inspect::run(&args, out, err),
     }
 }
 
@@ -208,27 +222,7 @@ fn check_command(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
     for u in &analysis.unreadable {
         let _ = writeln!(err, "relaydc: cannot read {u}");
     }
-    let rendered = match args.format {
-        Format::Short => diag::short::render(out, &analysis.sources, &analysis.diagnostics),
-        Format::Json => {
-            let doc =
-                diag::json::document(&analysis.sources, &analysis.files, &analysis.diagnostics);
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&doc).unwrap_or_default()
-            )
-        }
-        Format::Sarif => {
-            let doc = diag::sarif::document(&analysis.sources, &analysis.diagnostics);
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&doc).unwrap_or_default()
-            )
-        }
-        Format::Human => human(args, &analysis, out),
-    };
+    let rendered = render(args, &analysis, out);
     if rendered.is_err() {
         return 2;
     }
@@ -273,7 +267,40 @@ fn graph_command(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
     i32::from(errors > 0)
 }
 
-fn human(args: &CheckArgs, analysis: &Analysis, out: &mut dyn Write) -> std::io::Result<()> {
+/// Prints the diagnostics in the chosen format.
+pub(crate) fn render(
+    args: &CheckArgs,
+    analysis: &Analysis,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    match args.format {
+        Format::Short => diag::short::render(out, &analysis.sources, &analysis.diagnostics),
+        Format::Json => {
+            let doc =
+                diag::json::document(&analysis.sources, &analysis.files, &analysis.diagnostics);
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            )
+        }
+        Format::Sarif => {
+            let doc = diag::sarif::document(&analysis.sources, &analysis.diagnostics);
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            )
+        }
+        Format::Human => human(args, analysis, out),
+    }
+}
+
+pub(crate) fn human(
+    args: &CheckArgs,
+    analysis: &Analysis,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let color = match args.color {
         ColorMode::Always => true,
         ColorMode::Never => false,

@@ -212,7 +212,10 @@ pub struct Protocol {
     pub tls: TlsOptions,
     /// `return error`, with its styles.
     pub return_error: Option<Vec<String>>,
-    pub rules: Vec<RuleIr>,
+    /// The filter rules, as `spec::filter` evaluates and analyzes them …
+    pub rules: Vec<Rule>,
+    /// … and, index for index, where each came from.
+    pub rule_info: Vec<RuleInfo>,
     /// The file's release accepted relayd ≤ 5.5 nodes here (their own evaluation order).
     pub legacy_nodes: bool,
     pub users: Vec<RelayId>,
@@ -269,14 +272,24 @@ pub struct TlsOptions {
     pub ca_key: Option<String>,
     pub client_ca: Option<String>,
     pub keypairs: Vec<String>,
+    /// `tls keypair NAME cert|key|ocsp PATH` (current relayd): explicit files.
+    pub keypair_files: Vec<(String, KeypairFile, String)>,
+    pub ca_key_password: Option<String>,
     /// `[no] flag` words in order.
     pub flags: Vec<(bool, String)>,
 }
 
-/// A filter rule with where it came from.
-#[derive(Debug)]
-pub struct RuleIr {
-    pub rule: Rule,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeypairFile {
+    Cert,
+    Key,
+    Ocsp,
+}
+
+/// Where a filter rule came from (kept beside the rules, so the rules themselves form
+/// the plain slice `spec::filter` works on).
+#[derive(Clone, Debug)]
+pub struct RuleInfo {
     pub span: Span,
     /// `forward to <t>`: the template it names; each relay using the protocol binds it
     /// to its own instance of that template.
@@ -309,6 +322,8 @@ pub struct Listener {
     pub tls: bool,
     /// IP protocol: `tcp` unless a redirect names another, `udp` for dns relays.
     pub udp: bool,
+    /// A redirect's `interface NAME` (pf `on IF`).
+    pub interface: Option<String>,
     pub span: Span,
 }
 
@@ -318,6 +333,17 @@ pub struct Forward {
     pub tls: bool,
     pub transparent: bool,
     pub target: Target,
+    /// `inet` / `inet6 PREFIX`: map the destination to the other address family.
+    pub af: Option<AfMap>,
+    /// `proxy-protocol v1|v2`.
+    pub proxy_protocol: Option<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfMap {
+    Inet,
+    /// The IPv6 prefix as written (relayd turns an invalid one into `::`).
+    Inet6(String),
 }
 
 #[derive(Debug)]

@@ -38,6 +38,7 @@ impl Lowerer<'_> {
                         port_hi: None,
                         tls: tls.is_some(),
                         udp: false,
+                        interface: None,
                         span: o.span,
                     });
                 }
@@ -45,6 +46,8 @@ impl Lowerer<'_> {
                     mode: fmode,
                     tls,
                     target,
+                    af,
+                    proxy,
                     ..
                 } => {
                     if fmode.node == FwdMode::Route {
@@ -113,6 +116,11 @@ impl Lowerer<'_> {
                         tls: tls.is_some(),
                         transparent: fmode.node == FwdMode::Transparent,
                         target,
+                        af: af.as_ref().map(|a| match &a.node {
+                            ast::DstAf::Inet => AfMap::Inet,
+                            ast::DstAf::Inet6(p) => AfMap::Inet6(p.node.clone()),
+                        }),
+                        proxy_protocol: proxy.as_ref().map(|p| p.node),
                     });
                 }
                 RlyOpt::Protocol(pname) => {
@@ -273,7 +281,11 @@ impl Lowerer<'_> {
         for o in &b.opts {
             match &o.node {
                 RdrOpt::Listen {
-                    addr, proto, port, ..
+                    addr,
+                    proto,
+                    port,
+                    interface,
+                    ..
                 } => {
                     let Some((lo, hi)) = port_range(port) else {
                         failed_listen = true;
@@ -286,6 +298,7 @@ impl Lowerer<'_> {
                         port_hi: hi,
                         tls: false,
                         udp: proto.as_ref().is_some_and(|p| p.node == "udp"),
+                        interface: interface.as_ref().map(|i| i.node.clone()),
                         span: o.span,
                     });
                 }
@@ -428,6 +441,7 @@ impl Lowerer<'_> {
                         port_hi: hi,
                         tls: false,
                         udp: false,
+                        interface: None,
                         span: o.span,
                     });
                 }

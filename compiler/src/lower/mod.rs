@@ -129,8 +129,10 @@ pub fn lower(
         }
         match item {
             Item::Global(g) => {
-                l.late_global(g);
-                l.global(g)
+                // What relayd ignores there is ignored here too (the warning says so).
+                if !l.late_global(g) {
+                    l.global(g)
+                }
             }
             Item::Table(t) => l.template(t),
             Item::HTable(b) => l.htable(b),
@@ -162,9 +164,10 @@ impl Lowerer<'_> {
     /// Globals after the first section: relayd's first pass (which sizes the process
     /// model) never sees them, relayd ≤ 5.6 ignored them entirely, and tables defined
     /// earlier already copied the timeout in effect then.
-    fn late_global(&mut self, g: &Sp<ast::Global>) {
+    /// Returns whether relayd ignores the option where it stands.
+    fn late_global(&mut self, g: &Sp<ast::Global>) -> bool {
         let Some(first) = self.first_section else {
-            return;
+            return false;
         };
         let ignored_entirely = self.release <= Release::new(5, 6);
         // Restating a default changes nothing, wherever it is written.
@@ -175,7 +178,7 @@ impl Lowerer<'_> {
             _ => false,
         };
         if is_default {
-            return;
+            return false;
         }
         let what = match &g.node {
             ast::Global::Prefork(_) => Some("`prefork` sets the number of relay processes only when it comes before the first section: relayd's first pass, which starts the processes, stops there"),
@@ -197,7 +200,7 @@ impl Lowerer<'_> {
                 .help(why)
                 .help("move global options to the top of the file"),
             );
-            return;
+            return true;
         }
         if let ast::Global::Timeout(n) = &g.node {
             let earlier: Vec<&Template> = self
@@ -220,6 +223,7 @@ impl Lowerer<'_> {
                 self.report(d);
             }
         }
+        false
     }
 
     fn report(&mut self, d: Diagnostic) {

@@ -54,10 +54,12 @@ impl Lowerer<'_> {
             tls: TlsOptions::default(),
             return_error: None,
             rules: Vec::new(),
+            rule_info: Vec::new(),
             legacy_nodes: false,
             users: Vec::new(),
         };
         let mut label: Option<u32> = None;
+        let mut lowered: Vec<RuleIr> = Vec::new();
         // Legacy `expect` nodes per (direction, entity, key): index of their rule.
         let mut expects: HashMap<(f::Direction, f::Entity, String), usize> = HashMap::new();
         for o in p.body.iter().flatten() {
@@ -88,7 +90,7 @@ impl Lowerer<'_> {
                 }
                 ProOpt::Rule(r) => {
                     for rule in self.rule(r) {
-                        proto.rules.push(rule);
+                        lowered.push(rule);
                     }
                 }
                 ProOpt::LegacyLabel(l) => {
@@ -96,10 +98,19 @@ impl Lowerer<'_> {
                 }
                 ProOpt::Node(n) => {
                     proto.legacy_nodes = true;
-                    self.node(n, label, &mut proto.rules, &mut expects);
+                    self.node(n, label, &mut lowered, &mut expects);
                 }
                 ProOpt::Include(_) | ProOpt::Error => {}
             }
+        }
+        for r in lowered {
+            proto.rules.push(r.rule);
+            proto.rule_info.push(RuleInfo {
+                span: r.span,
+                forward: r.forward,
+                test_spans: r.test_spans,
+                tagged_span: r.tagged_span,
+            });
         }
         let id = ProtocolId(self.config.protocols.len() as u32);
         self.protocols.insert(name, id);
@@ -373,6 +384,16 @@ impl Lowerer<'_> {
     }
 }
 
+/// A rule being lowered, with its origin; split into `Protocol::rules` and
+/// `Protocol::rule_info` when the protocol is done.
+struct RuleIr {
+    rule: f::Rule,
+    span: Span,
+    forward: Option<(TemplateId, Span)>,
+    test_spans: Vec<Span>,
+    tagged_span: Option<Span>,
+}
+
 /// Each rule holds at most one test per entity; relayd overwrites an earlier one.
 fn set_test(tests: &mut Vec<EntityTest>, spans: &mut Vec<Span>, test: EntityTest, span: Span) {
     if let Some(i) = tests.iter().position(|t| t.entity == test.entity) {
@@ -547,13 +568,23 @@ fn tls_options(tls: &mut TlsOptions, opts: &[ast::Sp<TlsOpt>]) {
             TlsOpt::Ecdhe(c) | TlsOpt::EcdhCurve(c) => tls.ecdhe = Some(c.node.clone()),
             TlsOpt::CaFile(p) => tls.ca_file = Some(p.node.clone()),
             TlsOpt::CaCert(p) => tls.ca_cert = Some(p.node.clone()),
-            TlsOpt::CaKey { path, .. } => tls.ca_key = Some(path.node.clone()),
+            TlsOpt::CaKey { path, password } => {
+                tls.ca_key = Some(path.node.clone());
+                tls.ca_key_password = Some(password.node.clone());
+            }
             TlsOpt::ClientCa(p) => tls.client_ca = Some(p.node.clone()),
             TlsOpt::Keypair(k) => tls.keypairs.push(k.node.clone()),
-            TlsOpt::KeypairFile { name, .. } => {
+            TlsOpt::KeypairFile { name, kind, path } => {
                 if !tls.keypairs.contains(&name.node) {
                     tls.keypairs.push(name.node.clone())
                 }
+                let kind = match kind {
+                    ast::KeypairFile::Cert => KeypairFile::Cert,
+                    ast::KeypairFile::Key => KeypairFile::Key,
+                    ast::KeypairFile::Ocsp => KeypairFile::Ocsp,
+                };
+                tls.keypair_files
+                    .push((name.node.clone(), kind, path.node.clone()));
             }
             TlsOpt::Flag { on, flag } => tls.flags.push((*on, flag.node.clone())),
             _ => {}

@@ -11,7 +11,7 @@ pub fn check(c: &Config, diags: &mut Diagnostics) {
             diags.push(
                 Diagnostic::new(
                     Code::RulesNotEvaluated,
-                    p.rules[0].span,
+                    p.rule_info[0].span,
                     format!("filter rules in {} protocol {} are never evaluated", p.kind.text(), p.name),
                 )
                 .label(p.span, format!("`{}` is a {} protocol", p.name, p.kind.text()))
@@ -28,25 +28,24 @@ pub fn check(c: &Config, diags: &mut Diagnostics) {
 /// Rules that never decide, found by `spec::filter::analysis` (which reasons about the
 /// same `eval` the runtime runs).
 fn dead_rules(c: &Config, p: &Protocol, diags: &mut Diagnostics) {
-    let rules: Vec<Rule> = p.rules.iter().map(|r| r.rule.clone()).collect();
     let word = |r: &Rule| match r.action {
         relaydc_spec::filter::Action::Pass => "pass",
         relaydc_spec::filter::Action::Block => "block",
         relaydc_spec::filter::Action::Match => "match",
     };
-    for f in analysis::analyze(&rules) {
-        let ir = &p.rules[f.rule];
+    for f in analysis::analyze(&p.rules) {
+        let (dead, ir) = (&p.rules[f.rule], &p.rule_info[f.rule]);
         let d = match f.kind {
             FindingKind::ShadowedBy { rule } => Diagnostic::new(
                 Code::ShadowedRule,
                 ir.span,
                 format!(
                     "this {} rule never applies: an earlier `quick` rule always decides first",
-                    word(&ir.rule)
+                    word(dead)
                 ),
             )
             .label(
-                p.rules[rule].span,
+                p.rule_info[rule].span,
                 "this rule matches every request it matches, and stops evaluation",
             )
             .help(
@@ -57,11 +56,11 @@ fn dead_rules(c: &Config, p: &Protocol, diags: &mut Diagnostics) {
                 ir.span,
                 format!(
                     "this {} rule never decides: a later rule always replaces its verdict",
-                    word(&ir.rule)
+                    word(dead)
                 ),
             )
             .label(
-                p.rules[rule].span,
+                p.rule_info[rule].span,
                 "this later rule matches every request it matches; the last match wins",
             )
             .help("remove the rule, or make it `quick` if it should win"),
@@ -71,7 +70,7 @@ fn dead_rules(c: &Config, p: &Protocol, diags: &mut Diagnostics) {
     }
 }
 
-fn unsatisfiable(c: &Config, ir: &RuleIr, reason: &Unsatisfiable) -> Diagnostic {
+fn unsatisfiable(c: &Config, ir: &RuleInfo, reason: &Unsatisfiable) -> Diagnostic {
     let test_span = |t: usize| ir.test_spans.get(t).copied().unwrap_or(ir.span);
     match reason {
         Unsatisfiable::TagNeverSet { tag } => Diagnostic::new(
@@ -126,12 +125,8 @@ fn hash_without_key(c: &Config, diags: &mut Diagnostics) {
         .map(|p| {
             p.kind == ProtocolKind::Http
                 && p.rules.iter().any(|rule| {
-                    rule.rule.direction == Direction::Request
-                        && rule
-                            .rule
-                            .tests
-                            .iter()
-                            .any(|t| t.option == Some(KeyOption::Hash))
+                    rule.direction == Direction::Request
+                        && rule.tests.iter().any(|t| t.option == Some(KeyOption::Hash))
                 })
         })
         .collect();

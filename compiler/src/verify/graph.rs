@@ -119,7 +119,7 @@ pub fn build(c: &Config) -> ObjectGraph {
 fn rule_forwards(c: &Config) -> Vec<Vec<(TemplateId, crate::source::Span)>> {
     c.protocols
         .iter()
-        .map(|p| p.rules.iter().filter_map(|r| r.forward).collect())
+        .map(|p| p.rule_info.iter().filter_map(|r| r.forward).collect())
         .collect()
 }
 

@@ -1,0 +1,87 @@
+//! The `relayd-run` command line: `relayd-run [-d] [-v]... [-s SOCKET] [--check] PLAN`.
+//!
+//! Exit codes: 0 the plan is valid (`--check`), 1 the plan was refused, 2 usage problems,
+//! or a valid plan without `--check` (serving relays is not built yet).
+
+use crate::plan::{self, LoadError};
+use clap::Parser;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "relayd-run",
+    version,
+    about = "Run a plan written by `relaydc compile relayd.conf -o plan.bin`"
+)]
+pub struct Args {
+    /// Stay in the foreground and log to stderr.
+    #[arg(short = 'd')]
+    pub debug: bool,
+    /// Log more (repeat for even more).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Control socket (default: the plan's `socket`).
+    #[arg(short = 's', value_name = "SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Only load and validate the whole plan (header, checksums, structure, keys,
+    /// consistency), print `configuration OK` and exit, like `relayd -n`.
+    #[arg(short = 'n', long = "check")]
+    pub check: bool,
+    /// The plan file.
+    #[arg(value_name = "PLAN")]
+    pub plan: PathBuf,
+}
+
+/// Runs `relayd-run` with `argv` (program name first) and returns the exit code.
+pub fn run(argv: Vec<OsString>, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let args = match Args::try_parse_from(argv) {
+        Ok(args) => args,
+        Err(e) => {
+            let text = e.render().to_string();
+            let _ = if e.use_stderr() {
+                write!(err, "{text}")
+            } else {
+                write!(out, "{text}")
+            };
+            return e.exit_code();
+        }
+    };
+    if args.check {
+        check(&args.plan, err)
+    } else {
+        serve(&args, err)
+    }
+}
+
+/// `--check`: the whole plan, as the signer process would load it.
+pub fn check(path: &Path, err: &mut dyn Write) -> i32 {
+    match plan::load(path) {
+        Ok(_) => {
+            let _ = writeln!(err, "configuration OK");
+            0
+        }
+        Err(e) => refused(path, &e, err),
+    }
+}
+
+/// Without `--check`: load the plan, then say that serving is not built yet.
+fn serve(args: &Args, err: &mut dyn Write) -> i32 {
+    match plan::load(&args.plan) {
+        Ok(_) => {
+            let _ = writeln!(
+                err,
+                "relayd-run: {}: valid plan; serving relays is not implemented in this version",
+                args.plan.display()
+            );
+            2
+        }
+        Err(e) => refused(&args.plan, &e, err),
+    }
+}
+
+fn refused(path: &Path, e: &LoadError, err: &mut dyn Write) -> i32 {
+    let _ = writeln!(err, "relayd-run: {}: {e}", path.display());
+    1
+}
