@@ -31,10 +31,7 @@ impl Rng {
 }
 
 fn glob(s: String) -> Pattern {
-    Pattern::Glob {
-        text: s,
-        case: Case::Sensitive,
-    }
+    Pattern::glob(s, Case::Sensitive)
 }
 
 fn test(entity: Entity, key: Key, value: ValueTest) -> EntityTest {

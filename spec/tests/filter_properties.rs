@@ -25,17 +25,11 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn glob(s: &str) -> Pattern {
-    Pattern::Glob {
-        text: s.to_string(),
-        case: Case::Sensitive,
-    }
+    Pattern::glob(s.to_string(), Case::Sensitive)
 }
 
 fn iglob(s: &str) -> Pattern {
-    Pattern::Glob {
-        text: s.to_string(),
-        case: Case::Insensitive,
-    }
+    Pattern::glob(s.to_string(), Case::Insensitive)
 }
 
 fn lua(s: &str) -> Pattern {
@@ -553,4 +547,55 @@ fn generators_exercise_every_finding_kind() {
     assert!(shadowed > 10, "shadowed {shadowed}");
     assert!(overridden > 10, "overridden {overridden}");
     assert!(unsat > 10, "unsatisfiable {unsat}");
+}
+
+mod glob_shapes {
+    //! The pre-compiled glob shapes answer exactly as fnmatch does.
+    use proptest::prelude::*;
+    use relaydc_spec::filter::glob::{fnmatch, matches};
+    use relaydc_spec::filter::{Case, GlobShape, Pattern};
+
+    fn text() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(b'a'),
+                Just(b'B'),
+                Just(b'/'),
+                Just(b'*'),
+                Just(b'?'),
+                Just(b'['),
+                Just(b']'),
+                Just(b'\\'),
+                Just(b'.'),
+                Just(0u8),
+                Just(0xe9u8),
+            ],
+            0..7,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn shape_matches_like_fnmatch(pat in text(), s in text(), fold in any::<bool>()) {
+            let case = if fold { Case::Insensitive } else { Case::Sensitive };
+            let shape = GlobShape::of(&pat);
+            prop_assert_eq!(matches(&pat, shape, &s, case), fnmatch(&pat, &s, case),
+                "pattern {:?} ({:?}) on {:?}", pat, shape, s);
+        }
+    }
+
+    #[test]
+    fn common_shapes_are_recognised() {
+        let shape = |t: &str| match Pattern::glob(t, Case::Sensitive) {
+            Pattern::Glob { shape, .. } => shape,
+            Pattern::Lua { .. } => GlobShape::General,
+        };
+        assert_eq!(shape("*"), GlobShape::Any);
+        assert_eq!(shape("www.example.com"), GlobShape::Literal);
+        assert_eq!(shape("/admin/*"), GlobShape::Prefix(7));
+        assert_eq!(shape("*.example.com"), GlobShape::Suffix(12));
+        assert_eq!(shape("/a/*/b"), GlobShape::General);
+        assert_eq!(shape("[a-z]*"), GlobShape::General);
+    }
 }

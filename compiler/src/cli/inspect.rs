@@ -536,10 +536,12 @@ fn pattern(p: &Pattern) -> String {
         Pattern::Glob {
             text,
             case: filter::Case::Sensitive,
+            ..
         } => format!("\"{text}\""),
         Pattern::Glob {
             text,
             case: filter::Case::Insensitive,
+            ..
         } => format!("\"{text}\" (any case)"),
         Pattern::Lua { text } => format!("pattern \"{text}\""),
     }

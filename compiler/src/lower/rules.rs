@@ -258,10 +258,7 @@ impl Lowerer<'_> {
             strip: None,
             legacy: None,
         };
-        let legacy_glob = |text: &str| Pattern::Glob {
-            text: text.to_string(),
-            case: Case::Insensitive,
-        };
+        let legacy_glob = |text: &str| Pattern::glob(text.to_string(), Case::Insensitive);
         let lit_key = |text: &str| Key::Pattern(key_pattern(n.kind.node, text, true));
         let (key, value, option, write) = match (&n.verb.node, &n.arg) {
             (NodeVerb::Append, NodeArg::ValueKey { value, key }) => {
@@ -468,10 +465,7 @@ fn key_pattern(kind: KvKind, text: &str, legacy: bool) -> Pattern {
     } else {
         Case::Sensitive
     };
-    Pattern::Glob {
-        text: text.to_string(),
-        case,
-    }
+    Pattern::glob(text, case)
 }
 
 /// Case rules for values: header and query values are case-sensitive; cookie values
@@ -487,10 +481,7 @@ fn value_pattern(kind: KvKind, text: &str, lua: bool, has_option: bool) -> Patte
         KvKind::Path if !has_option => Case::Insensitive,
         _ => Case::Sensitive,
     };
-    Pattern::Glob {
-        text: text.to_string(),
-        case,
-    }
+    Pattern::glob(text, case)
 }
 
 fn digest_key(text: &str) -> Key {

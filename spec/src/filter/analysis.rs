@@ -224,8 +224,10 @@ fn glob_case(fold: bool, case: Case) -> Case {
 /// A pattern that can never match, given the flags its call site adds.
 fn dead_pattern(p: &Pattern, site_fold: bool, test: usize, part: Part) -> Option<Unsatisfiable> {
     match p {
-        Pattern::Glob { text, case } => (!can_match(text.as_bytes(), glob_case(site_fold, *case)))
-            .then_some(Unsatisfiable::GlobMatchesNothing { test, part }),
+        Pattern::Glob { text, case, .. } => {
+            (!can_match(text.as_bytes(), glob_case(site_fold, *case)))
+                .then_some(Unsatisfiable::GlobMatchesNothing { test, part })
+        }
         Pattern::Lua { text } => lua::validate(text.as_bytes())
             .err()
             .map(|error| Unsatisfiable::BadPattern { test, part, error }),
@@ -376,7 +378,9 @@ enum View<'a> {
 
 fn view(p: &Pattern, site_fold: bool) -> View<'_> {
     match p {
-        Pattern::Glob { text, case } => View::Glob(text.as_bytes(), glob_case(site_fold, *case)),
+        Pattern::Glob { text, case, .. } => {
+            View::Glob(text.as_bytes(), glob_case(site_fold, *case))
+        }
         Pattern::Lua { text } => View::Lua(text.as_bytes()),
     }
 }
@@ -1186,10 +1190,7 @@ mod tests {
     use crate::filter::{Key, Legacy};
 
     fn glob(s: &str) -> Pattern {
-        Pattern::Glob {
-            text: s.to_string(),
-            case: Case::Sensitive,
-        }
+        Pattern::glob(s, Case::Sensitive)
     }
 
     fn rule(action: Action, quick: bool) -> Rule {

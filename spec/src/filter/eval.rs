@@ -603,10 +603,11 @@ enum ValueRef<'a> {
 /// pattern's own case, or a Lua pattern (always case-sensitive).
 fn pattern_matches(p: &Pattern, s: &[u8], site_fold: bool) -> bool {
     match p {
-        Pattern::Glob { text, case } => {
+        Pattern::Glob { text, case, shape } => {
             let fold = site_fold || *case == Case::Insensitive;
-            fnmatch(
+            super::glob::matches(
                 text.as_bytes(),
+                *shape,
                 s,
                 if fold {
                     Case::Insensitive
@@ -1057,10 +1058,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn glob(s: &str) -> Pattern {
-        Pattern::Glob {
-            text: s.to_string(),
-            case: Case::Sensitive,
-        }
+        Pattern::glob(s, Case::Sensitive)
     }
 
     fn rule(action: Action) -> Rule {
@@ -1280,10 +1278,7 @@ mod tests {
         f.tests = vec![test(
             Entity::Header,
             Key::Pattern(glob("User-Agent")),
-            ValueTest::Matches(Pattern::Glob {
-                text: "*evil*".into(),
-                case: Case::Insensitive,
-            }),
+            ValueTest::Matches(Pattern::glob("*evil*", Case::Insensitive)),
         )];
         let ok = get("/").with_header("user-agent", "good");
         assert_eq!(run(&[f.clone()], &ok).0.verdict, Verdict::Pass);
@@ -1297,10 +1292,7 @@ mod tests {
         let mut e = rule(Action::Block);
         e.quick = true;
         e.legacy = Some(Legacy::Expect);
-        let alt = |s: &str| Pattern::Glob {
-            text: s.into(),
-            case: Case::Insensitive,
-        };
+        let alt = |s: &str| Pattern::glob(s, Case::Insensitive);
         e.tests = vec![test(
             Entity::Header,
             Key::Pattern(glob("X")),

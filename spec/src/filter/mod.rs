@@ -152,11 +152,80 @@ pub enum Case {
     RkyvDeserialize,
 )]
 pub enum Pattern {
-    /// fnmatch(3)-style glob (`*`, `?`, `[…]`, `\` escapes).
-    Glob { text: String, case: Case },
+    /// fnmatch(3)-style glob (`*`, `?`, `[…]`, `\` escapes), with its pre-compiled
+    /// [`GlobShape`] (build it with [`Pattern::glob`]).
+    Glob {
+        text: String,
+        case: Case,
+        shape: GlobShape,
+    },
     /// Lua-style pattern (patterns(7)) after the `pattern` keyword: unanchored search,
     /// always case-sensitive.
     Lua { text: String },
+}
+
+impl Pattern {
+    /// A glob with its shape computed once (at compile time, so the runtime matches the
+    /// common shapes without interpreting the pattern).
+    pub fn glob(text: impl Into<String>, case: Case) -> Pattern {
+        let text = text.into();
+        let shape = GlobShape::of(text.as_bytes());
+        Pattern::Glob { text, case, shape }
+    }
+}
+
+/// The matcher form of a glob: most globs in relayd.conf files are a literal, `*`, or a
+/// literal with one `*` at an end, and those match with a comparison; only the rest run
+/// the fnmatch(3) port. [`glob::matches`] gives exactly `glob::fnmatch`'s answer for
+/// every shape (a property test holds it to that).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    Archive,
+    RkyvSerialize,
+    RkyvDeserialize,
+)]
+pub enum GlobShape {
+    /// Only `*`s: matches everything.
+    Any,
+    /// No wildcard at all: equality.
+    Literal,
+    /// `literal*`: a prefix of this many bytes.
+    Prefix(u32),
+    /// `*literal`: a suffix of this many bytes.
+    Suffix(u32),
+    /// Anything else: fnmatch.
+    General,
+}
+
+impl GlobShape {
+    pub fn of(text: &[u8]) -> GlobShape {
+        // A NUL ends the pattern for fnmatch (C strings); leave such text to it.
+        let special = |b: &u8| matches!(b, b'*' | b'?' | b'[' | b'\\' | 0);
+        if !text.is_empty() && text.iter().all(|b| *b == b'*') {
+            return GlobShape::Any;
+        }
+        if !text.iter().any(special) {
+            return GlobShape::Literal;
+        }
+        if let Some(lit) = text.strip_suffix(b"*") {
+            if !lit.iter().any(special) {
+                return GlobShape::Prefix(lit.len() as u32);
+            }
+        }
+        if let Some(lit) = text.strip_prefix(b"*") {
+            if !lit.iter().any(special) {
+                return GlobShape::Suffix(lit.len() as u32);
+            }
+        }
+        GlobShape::General
+    }
 }
 
 #[derive(
