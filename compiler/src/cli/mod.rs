@@ -152,7 +152,11 @@ pub fn analyze(args: &CheckArgs, forced: Option<Release>) -> Analysis {
             now,
             &mut diags,
         );
+        // Each stage's input is freed as soon as the next stage has what it needs, so a
+        // large file's later stages reuse that memory instead of faulting in more.
+        drop(lexed);
         let config = lower::lower(&ast, judgement.release, &sources.rules, &mut diags);
+        drop(ast);
         // After lexing or syntax errors, "nothing is defined" would only echo them.
         let syntax_broken = diags
             .iter()
@@ -219,10 +223,14 @@ fn check_command(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
         },
     };
     let analysis = analyze(args, forced);
+    report(args, &analysis, out, err)
+}
+
+fn report(args: &CheckArgs, analysis: &Analysis, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     for u in &analysis.unreadable {
         let _ = writeln!(err, "relaydc: cannot read {u}");
     }
-    let rendered = render(args, &analysis, out);
+    let rendered = render(args, analysis, out);
     if rendered.is_err() {
         return 2;
     }

@@ -59,7 +59,7 @@ impl Lowerer<'_> {
             users: Vec::new(),
         };
         let mut label: Option<u32> = None;
-        let mut lowered: Vec<RuleIr> = Vec::new();
+        let mut lowered: Vec<RuleIr> = Vec::with_capacity(p.body.as_ref().map_or(0, Vec::len));
         // Legacy `expect` nodes per (direction, entity, key): index of their rule.
         let mut expects: HashMap<(f::Direction, f::Entity, String), usize> = HashMap::new();
         for o in p.body.iter().flatten() {
@@ -103,6 +103,8 @@ impl Lowerer<'_> {
                 ProOpt::Include(_) | ProOpt::Error => {}
             }
         }
+        proto.rules.reserve_exact(lowered.len());
+        proto.rule_info.reserve_exact(lowered.len());
         for r in lowered {
             proto.rules.push(r.rule);
             proto.rule_info.push(RuleInfo {

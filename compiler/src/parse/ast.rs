@@ -340,7 +340,9 @@ pub enum ProOpt {
     ReturnError {
         styles: Vec<Text>,
     },
-    Rule(Rule),
+    /// Boxed: a rule is much larger than the other options, and the parser moves
+    /// options around by value.
+    Rule(Box<Rule>),
     Include(Text),
     /// Before 5.6: `label "X"` for all following nodes (`None`: `no label`).
     LegacyLabel(Option<Text>),
