@@ -3,6 +3,7 @@
 //! Exit codes: 0 the plan is valid (`--check`), 1 the plan was refused, 2 usage problems,
 //! or a valid plan without `--check` (serving relays is not built yet).
 
+use crate::bind::{bind, Root};
 use crate::plan::{self, LoadError};
 use clap::Parser;
 use std::ffi::OsString;
@@ -29,6 +30,10 @@ pub struct Args {
     /// consistency), print `configuration OK` and exit, like `relayd -n`.
     #[arg(short = 'n', long = "check")]
     pub check: bool,
+    /// Look the plan's absolute paths (late-bound TLS files) up under DIR: for testing
+    /// a plan against a copy of the deploy host's files.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// The plan file.
     #[arg(value_name = "PLAN")]
     pub plan: PathBuf,
@@ -49,7 +54,7 @@ pub fn run(argv: Vec<OsString>, out: &mut dyn Write, err: &mut dyn Write) -> i32
         }
     };
     if args.check {
-        check(&args.plan, err)
+        check_bound(&args.plan, &Root(args.root.clone()), err)
     } else {
         serve(&args, err)
     }
@@ -57,11 +62,32 @@ pub fn run(argv: Vec<OsString>, out: &mut dyn Write, err: &mut dyn Write) -> i32
 
 /// `--check`: the whole plan, as the signer process would load it.
 pub fn check(path: &Path, err: &mut dyn Write) -> i32 {
+    check_bound(path, &Root::default(), err)
+}
+
+/// `--check`, with late-bound names resolved and files read as at start: a plan passes
+/// only if it could start here.
+pub fn check_bound(path: &Path, root: &Root, err: &mut dyn Write) -> i32 {
     match plan::load(path) {
-        Ok(_) => {
-            let _ = writeln!(err, "configuration OK");
-            0
-        }
+        Ok(mut loaded) => match bind(&mut loaded.plan, &mut loaded.keys, root) {
+            Ok(()) => {
+                let _ = writeln!(err, "configuration OK");
+                0
+            }
+            Err(errors) => {
+                for e in &errors {
+                    let _ = writeln!(err, "relayd-run: {}: {e}", path.display());
+                }
+                let _ = writeln!(
+                    err,
+                    "relayd-run: {}: {} late-bound fact{} could not be bound on this host",
+                    path.display(),
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                );
+                1
+            }
+        },
         Err(e) => refused(path, &e, err),
     }
 }

@@ -345,3 +345,81 @@ fn broken_plans_fail_the_check_with_one_sentence() {
         )
     );
 }
+
+/// Compiles `config` with `--late-bind` into `dir` and returns the plan's path.
+fn late_plan(dir: &TempDir, config: &str, name: &str) -> PathBuf {
+    std::env::set_current_dir(workspace()).expect("workspace root");
+    let out = dir.0.join(name);
+    let argv = [
+        "relaydc",
+        "compile",
+        "--late-bind",
+        config,
+        "-o",
+        out.to_str().expect("utf-8 temp path"),
+    ]
+    .map(Into::into)
+    .to_vec();
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    let code = relaydc::cli::run(argv, &mut o, &mut e);
+    assert_eq!(code, 0, "relaydc compile: {}", String::from_utf8_lossy(&e));
+    out
+}
+
+fn check_with(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .expect("run relayd-run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn late_bound_plans_bind_at_check_time() {
+    let dir = TempDir::new("late");
+    // TLS material left as relayd's lookup paths: found under --root, missing on /.
+    let tls = late_plan(&dir, "corpus/valid/openbsd-example.conf", "tls.bin");
+    let tls = tls.to_str().unwrap();
+    let (code, err) = check_with(&["--check", "--root", "corpus/valid/files/root", tls]);
+    assert_eq!((code, err.trim()), (0, "configuration OK"));
+    let (code, err) = check_with(&["--check", tls]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot read keypair 127.0.0.1")
+            && err.contains("/etc/ssl/127.0.0.1.crt")
+            && err.contains("1 late-bound fact could not be bound"),
+        "{err}"
+    );
+    // Names: every one that does not resolve is reported, then the plan is refused.
+    let names = late_plan(
+        &dir,
+        "corpus/valid/RD0304-invalid-address-names.conf",
+        "n.bin",
+    );
+    let (code, err) = check_with(&["-n", names.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot resolve `www1.example.com` (host 1 of table web:80)"),
+        "{err}"
+    );
+    let invalid = late_plan(
+        &dir,
+        "corpus/invalid/RD0604-unresolvable-name.conf",
+        "i.bin",
+    );
+    let (code, err) = check_with(&["-n", invalid.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot resolve `backend.invalid`"), "{err}");
+    // A late plan whose names all resolve here (IP literals and localhost) passes.
+    let local = dir.write(
+        "local.conf",
+        b"table <web> { localhost }\nrelay \"www\" {\n\tlisten on 127.0.0.1 port 8080\n\tforward to <web> port 80 check tcp\n}\n",
+    );
+    let plan = late_plan(&dir, local.to_str().unwrap(), "local.bin");
+    let (code, err) = check_with(&["-n", plan.to_str().unwrap()]);
+    assert_eq!((code, err.trim()), (0, "configuration OK"));
+}
