@@ -1,7 +1,7 @@
 //! The `relayd-run` command line: `relayd-run [-d] [-v]... [-s SOCKET] [--check] PLAN`.
 //!
-//! Exit codes: 0 the plan is valid (`--check`), 1 the plan was refused, 2 usage problems,
-//! or a valid plan without `--check` (serving relays is not built yet).
+//! Exit codes: 0 the plan is valid (`--check`) or was served until SIGTERM/SIGINT, 1 the
+//! plan was refused (or needs what this version cannot serve yet), 2 usage problems.
 
 use crate::bind::{bind, Root};
 use crate::plan::{self, LoadError};
@@ -92,18 +92,25 @@ pub fn check_bound(path: &Path, root: &Root, err: &mut dyn Write) -> i32 {
     }
 }
 
-/// Without `--check`: load the plan, then say that serving is not built yet.
+/// Without `--check`: load, bind late facts, and serve until SIGTERM/SIGINT.
 fn serve(args: &Args, err: &mut dyn Write) -> i32 {
-    match plan::load(&args.plan) {
-        Ok(_) => {
-            let _ = writeln!(
-                err,
-                "relayd-run: {}: valid plan; serving relays is not implemented in this version",
-                args.plan.display()
-            );
-            2
+    let mut loaded = match plan::load(&args.plan) {
+        Ok(l) => l,
+        Err(e) => return refused(&args.plan, &e, err),
+    };
+    if let Err(errors) = bind(&mut loaded.plan, &mut loaded.keys, &Root(args.root.clone())) {
+        for e in &errors {
+            let _ = writeln!(err, "relayd-run: {}: {e}", args.plan.display());
         }
-        Err(e) => refused(&args.plan, &e, err),
+        return 1;
+    }
+    crate::log::init(args.debug, args.verbose);
+    match crate::serve::serve(loaded.plan) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(err, "relayd-run: {}: {e}", args.plan.display());
+            1
+        }
     }
 }
 

@@ -124,15 +124,20 @@ fn a_compiled_plan_passes_the_check() {
 }
 
 #[test]
-fn without_check_a_valid_plan_is_not_served_yet() {
+fn without_check_a_plan_needing_more_than_tcp_relays_is_refused() {
     let dir = TempDir::new("serve");
     let (path, _) = sample(&dir);
     let p = path.to_str().unwrap();
+    // The OpenBSD example has HTTP and TLS relays and a redirect: refused at start, with
+    // what is missing, rather than served wrongly.
     let r = relayd_run(&["-d", p]);
-    assert_eq!(r.code, 2);
-    assert_eq!(
-        r.stderr,
-        format!("relayd-run: {p}: valid plan; serving relays is not implemented in this version\n")
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot serve the plan yet")
+            && r.stderr.contains("relay wwwtls uses TLS")
+            && r.stderr.contains("the plan has redirects"),
+        "{}",
+        r.stderr
     );
     // An invalid plan is refused the same way as with --check.
     let bad = dir.write("bad.bin", b"");

@@ -5,6 +5,7 @@
 //! relayd releases a configuration can be written for ([`era`]), and, as the project
 //! grows, the plan types and the pure decision functions (filters, balancing, health).
 
+pub mod balance;
 pub mod codes;
 pub mod era;
 pub mod filter;

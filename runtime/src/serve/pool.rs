@@ -1,0 +1,168 @@
+//! Choosing a relay session's backend: the relay's tables in order, the first usable one,
+//! a host in it by the table's balancing mode — all decided by `spec::balance`, the same
+//! functions the compiler's explanations use. This module only gathers the inputs:
+//! which hosts are up, the per-worker round-robin indexes, the relay's hash key.
+
+use super::worker::Shared;
+use relaydc_spec::balance::{self, Hasher, PickInputs, TableState, TableStatus};
+use relaydc_spec::plan::{Address, Check, Plan, Target};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+
+/// Per-worker balancing state: a round-robin index per (relay, listener, forward), as
+/// each relayd process keeps one per inherited relay, and a random source for
+/// `mode random`.
+pub struct Pools {
+    /// `[relay][listener][forward]`.
+    states: Vec<Vec<Vec<TableState>>>,
+    rng: u64,
+}
+
+impl Pools {
+    pub fn new(plan: &Plan, seed: u64) -> Pools {
+        let states = plan
+            .relays
+            .iter()
+            .map(|r| {
+                r.listeners
+                    .iter()
+                    .map(|_| r.forwards.iter().map(|_| TableState::new()).collect())
+                    .collect()
+            })
+            .collect();
+        Pools {
+            states,
+            rng: seed | 1,
+        }
+    }
+
+    /// xorshift64*: the random start of `mode random` (relayd: arc4random_uniform).
+    fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+pub enum Choice {
+    /// No usable table, no host up, or nothing to forward to.
+    None,
+    Backend {
+        addr: SocketAddr,
+        retry: u32,
+    },
+}
+
+/// The backend for a new session on `relay`'s `listener` from `client`.
+pub fn choose(
+    shared: &Shared,
+    pools: &mut Pools,
+    relay: usize,
+    listener: usize,
+    client: IpAddr,
+) -> Choice {
+    let plan = &shared.plan;
+    let Some(r) = plan.relays.get(relay) else {
+        return Choice::None;
+    };
+    // Tables first: an address target is ignored when the relay also has tables.
+    let tables: Vec<(usize, u32, &relaydc_spec::plan::Mode)> = r
+        .forwards
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| match &f.target {
+            Target::Table { table, mode, .. } => Some((i, *table, mode)),
+            _ => None,
+        })
+        .collect();
+    if tables.is_empty() {
+        return r
+            .forwards
+            .iter()
+            .find_map(|f| match &f.target {
+                Target::Addr {
+                    address: Address::Ip(ip),
+                    port,
+                    retry,
+                } => Some(Choice::Backend {
+                    addr: SocketAddr::new(*ip, *port),
+                    retry: *retry,
+                }),
+                _ => None,
+            })
+            .unwrap_or(Choice::None);
+    }
+    let status: Vec<TableStatus> = tables
+        .iter()
+        .map(|(_, t, _)| {
+            let t = &plan.tables[*t as usize];
+            TableStatus {
+                has_check: !matches!(t.check, Check::None),
+                any_up: t
+                    .hosts
+                    .iter()
+                    .any(|h| shared.host_up[*h as usize].load(Ordering::Relaxed)),
+                disabled: t.disabled,
+            }
+        })
+        .collect();
+    let Some(which) = balance::choose_table(&status, None) else {
+        return Choice::None;
+    };
+    let (forward, table, mode) = tables[which];
+    let t = &plan.tables[table as usize];
+    let has_check = status[which].has_check;
+    let up: Vec<bool> = t
+        .hosts
+        .iter()
+        .map(|h| {
+            balance::counts_as_up(
+                has_check,
+                shared.host_up[*h as usize].load(Ordering::Relaxed),
+            )
+        })
+        .collect();
+    let Some(l) = r.listeners.get(listener) else {
+        return Choice::None;
+    };
+    let listen = match l.address {
+        Address::Ip(ip) => ip,
+        Address::Name(_) => return Choice::None,
+    };
+    let mut hasher = Hasher::new(&shared.relay_keys[relay]);
+    let random = pools.random();
+    let Some(state) = pools
+        .states
+        .get_mut(relay)
+        .and_then(|s| s.get_mut(listener))
+        .and_then(|s| s.get_mut(forward))
+    else {
+        return Choice::None;
+    };
+    let picked = balance::pick(
+        mode,
+        &up,
+        state,
+        PickInputs {
+            hasher: &mut hasher,
+            client: client.to_canonical(),
+            listen,
+            listen_port: l.port,
+            random,
+        },
+    );
+    let Some(i) = picked else {
+        return Choice::None;
+    };
+    let host = &plan.hosts[t.hosts[i] as usize];
+    match host.address {
+        Address::Ip(ip) => Choice::Backend {
+            addr: SocketAddr::new(ip, t.port),
+            retry: host.retry,
+        },
+        Address::Name(_) => Choice::None,
+    }
+}

@@ -1,0 +1,210 @@
+//! A TCP session: choose the backend, connect (with relayd's retries), copy both ways
+//! with half-close and an idle timeout re-armed by traffic in either direction, then
+//! log relayd's session close line.
+
+use super::pool::{self, Choice};
+use super::worker::Worker;
+use crate::log;
+use relaydc_spec::plan::{ConnectionLog, TcpOptions};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Per-direction buffer: relayd's bufferevents read up to this much at a time.
+const BUF: usize = 16 * 1024;
+
+/// How a session ended: relayd's close message and whether it is an error close.
+struct End {
+    msg: &'static str,
+    error: Option<String>,
+}
+
+pub async fn run(
+    w: Rc<Worker>,
+    relay: usize,
+    listener: usize,
+    client: TcpStream,
+    peer: SocketAddr,
+) {
+    let id = w.next_session_id();
+    w.active.set(w.active.get() + 1);
+    let plan = &w.shared.plan;
+    let r = &plan.relays[relay];
+    let tcp = r
+        .protocol
+        .and_then(|p| plan.protocols.get(p as usize))
+        .map_or_else(super::listen::default_tcp, |p| p.tcp.clone());
+    tune(&client, &tcp);
+    let timeout = Duration::from_secs(u64::from(r.session_timeout_s.max(1)));
+    let choice = {
+        let mut pools = w.pools.borrow_mut();
+        pool::choose(&w.shared, &mut pools, relay, listener, peer.ip())
+    };
+    let (backend, end) = match choice {
+        Choice::None => (
+            None,
+            End {
+                msg: "session failed",
+                error: Some(errno_text(0)),
+            },
+        ),
+        Choice::Backend { addr, retry } => match connect(addr, retry, timeout).await {
+            Ok(server) => {
+                tune(&server, &tcp);
+                (Some(addr), copy(client, server, timeout).await)
+            }
+            Err(e) => (
+                Some(addr),
+                End {
+                    msg: "session failed",
+                    error: Some(io_text(&e)),
+                },
+            ),
+        },
+    };
+    close_line(&w, relay, id, peer, backend, &end);
+    w.active.set(w.active.get().saturating_sub(1));
+}
+
+fn tune(s: &TcpStream, tcp: &TcpOptions) {
+    if tcp.nodelay {
+        let _ = s.set_nodelay(true);
+    }
+    let sock = socket2::SockRef::from(s);
+    if let Some(b) = tcp.socket_buffer {
+        let _ = sock.set_recv_buffer_size(b as usize);
+        let _ = sock.set_send_buffer_size(b as usize);
+    }
+    if let Some(ttl) = tcp.ip_ttl {
+        let _ = sock.set_ttl(u32::from(ttl));
+    }
+}
+
+/// relayd retries a failed connect at once, `retry` times (the host's `retry`, or the
+/// forward line's); the connect itself is bounded by the session timeout.
+async fn connect(addr: SocketAddr, retry: u32, timeout: Duration) -> std::io::Result<TcpStream> {
+    let mut left = retry;
+    loop {
+        let r = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        };
+        match r {
+            Ok(s) => return Ok(s),
+            Err(e) if left == 0 => return Err(e),
+            Err(e) => {
+                log::debug(&format!(
+                    "forward failed: {}, {}",
+                    io_text(&e),
+                    if left > 1 { "next retry" } else { "last retry" }
+                ));
+                left -= 1;
+            }
+        }
+    }
+}
+
+/// Copies both ways until both sides have closed (EOF is passed on as a half-close), an
+/// error, or no byte moved in either direction for `idle`.
+async fn copy(client: TcpStream, server: TcpStream, idle: Duration) -> End {
+    let last = Cell::new(Instant::now());
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let both = async {
+        let (a, b) = tokio::join!(pump(cr, sw, &last), pump(sr, cw, &last));
+        a.and(b)
+    };
+    let watchdog = async {
+        loop {
+            let due = last.get() + idle;
+            tokio::time::sleep_until(due).await;
+            if last.get() + idle <= Instant::now() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        r = both => match r {
+            Ok(()) => End { msg: "done", error: None },
+            Err(e) => End { msg: "buffer event error", error: Some(io_text(&e)) },
+        },
+        _ = watchdog => End { msg: "buffer event timeout", error: Some(errno_text(0)) },
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    last: &Cell<Instant>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            // Pass the half-close on; the other direction keeps going.
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+        last.set(Instant::now());
+        to.write_all(&buf[..n]).await?;
+        last.set(Instant::now());
+    }
+}
+
+/// `relay NAME, session ID (N active), TAG, CLIENT -> SERVER:PORT, MSG` (relay.c
+/// `relay_close`): info for clean closes with `log connection`, warn with strerror for
+/// error closes with `log connection` or `log connection errors`.
+fn close_line(
+    w: &Worker,
+    relay: usize,
+    id: u32,
+    peer: SocketAddr,
+    backend: Option<SocketAddr>,
+    end: &End,
+) {
+    let conf = &w.shared.plan.globals.log.connection;
+    // `log connection` logs every close; `log connection errors` only error closes.
+    let logs = !matches!(
+        (&end.error, conf),
+        (_, ConnectionLog::Off) | (None, ConnectionLog::Errors)
+    );
+    if !logs {
+        return;
+    }
+    let name = &w.shared.plan.relays[relay].name;
+    let (server, port) = match backend {
+        Some(a) => (a.ip().to_string(), a.port()),
+        // print_host() of an unset address prints nothing (relayd: "-> :0").
+        None => (String::new(), 0),
+    };
+    let line = format!(
+        "relay {name}, session {id} ({} active), 0, {} -> {server}:{port}, {}",
+        w.active.get(),
+        peer.ip(),
+        end.msg
+    );
+    match &end.error {
+        None => log::info(&line),
+        Some(e) => log::warn_errno(&line, e),
+    }
+}
+
+/// strerror(3)'s text for an OS error, without Rust's " (os error N)".
+fn io_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => errno_text(code),
+        None => e.to_string(),
+    }
+}
+
+fn errno_text(code: i32) -> String {
+    let s = std::io::Error::from_raw_os_error(code).to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}

@@ -1,0 +1,377 @@
+//! TCP relays end to end: the real `relayd-run` on 127.0.0.1, real backends (small
+//! threads of ours), real clients. Plans are compiled with relaydc's CLI entry point.
+//!
+//! * seed example 3, its mistake fixed and `-D` moving it to loopback: bytes relayed
+//!   exactly both ways, half-close passed on, a session close line;
+//! * roundrobin over three backends with `prefork 1` visits them in order;
+//! * `session timeout` closes an idle session and logs `buffer event timeout`;
+//! * SIGTERM: `parent terminating, pid N`, exit 0; `relay_launch` once per relay;
+//! * a backend that refuses: `session failed` and the client sees the close.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test that cannot build its own fixtures should fail loudly"
+)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_relayd-run");
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "relayd-run-tcp-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A port nobody listens on right now (the relay binds it with SO_REUSEADDR).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn compile(conf: &Path, defines: &[String], out: &Path) {
+    let mut argv: Vec<String> = vec!["relaydc".into(), "compile".into()];
+    for d in defines {
+        argv.push("-D".into());
+        argv.push(d.clone());
+    }
+    argv.push(conf.to_string_lossy().into());
+    argv.push("-o".into());
+    argv.push(out.to_string_lossy().into());
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    let code = relaydc::cli::run(argv.into_iter().map(Into::into).collect(), &mut o, &mut e);
+    assert_eq!(code, 0, "compile: {}", String::from_utf8_lossy(&e));
+}
+
+/// relayd-run in the foreground; its stderr collected by a thread.
+struct Relay {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(plan: &Path, extra: &[&str]) -> Relay {
+        let mut child = Command::new(BIN)
+            .arg("-d")
+            .args(extra)
+            .arg(plan)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start relayd-run");
+        let mut err = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let l = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                l.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Relay {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until `pred` holds for the log.
+    fn wait_log(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            let l = self.log();
+            if pred(&l) {
+                return l;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out waiting for {what}; log:\n{}", self.log());
+    }
+
+    /// SIGTERM by pid (ours), then the exit status, bounded.
+    fn terminate(mut self) -> (i32, String) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(20) {
+                let _ = self.child.kill();
+                panic!(
+                    "relayd-run did not stop after SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        (status.code().unwrap_or(-1), self.log())
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn connect_when_ready(port: u16) -> TcpStream {
+    let t0 = Instant::now();
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                return s;
+            }
+            Err(_) if t0.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("relay on {port} never accepted: {e}"),
+        }
+    }
+}
+
+/// A backend that echoes each connection back and closes after the client's EOF;
+/// it counts its connections.
+fn echo_backend() -> (u16, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&count);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            c.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = [0u8; 8192];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = s.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (port, count)
+}
+
+/// A backend on `ip:port` (port 0: any) that writes its name and closes.
+fn named_backend(ip: &str, port: u16, name: &'static str) -> u16 {
+    let l = TcpListener::bind((ip, port)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.write_all(name.as_bytes());
+            let _ = s.shutdown(Shutdown::Write);
+        }
+    });
+    port
+}
+
+#[test]
+fn seed_example_3_relays_tcp_byte_exact() {
+    let dir = temp_dir("seed3");
+    // The tutorial's mistake (`port box2_port`) fixed; addresses moved to loopback.
+    let seed = std::fs::read_to_string(workspace().join("corpus/seed/example3.conf")).unwrap();
+    let fixed = seed.replace("port box2_port", "port $box2_port");
+    assert_ne!(seed, fixed);
+    let conf = dir.join("example3.conf");
+    std::fs::write(&conf, format!("log connection\n{fixed}")).unwrap();
+    let (backend, _) = echo_backend();
+    let port = free_port();
+    let plan = dir.join("plan.bin");
+    compile(
+        &conf,
+        &[
+            "box1_addr=127.0.0.1".into(),
+            format!("box1_port={port}"),
+            "box2_addr=127.0.0.1".into(),
+            format!("box2_port={backend}"),
+        ],
+        &plan,
+    );
+    let relay = Relay::start(&plan, &["-vv"]);
+    let mut c = connect_when_ready(port);
+    // 1 MiB of every byte value, written while the echo comes back.
+    let data: Vec<u8> = (0..1024 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    let writer = {
+        let mut w = c.try_clone().unwrap();
+        let data = data.clone();
+        std::thread::spawn(move || {
+            w.write_all(&data).unwrap();
+            // Half-close: the backend sees EOF, answers the rest, then closes.
+            w.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).unwrap();
+    writer.join().unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "relayed bytes differ");
+    let log = relay.wait_log("the session close line", |l| l.contains(", done"));
+    let line = log.lines().find(|l| l.contains(", done")).unwrap();
+    assert_eq!(
+        line,
+        format!(
+            "relay tcp_forwarder, session 1 (1 active), 0, 127.0.0.1 -> 127.0.0.1:{backend}, done"
+        )
+    );
+    let pid = relay.child.id();
+    let (code, log) = relay.terminate();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        log.matches("relay_launch: running relay tcp_forwarder")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.ends_with(&format!("parent terminating, pid {pid}\n")),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn roundrobin_visits_hosts_in_order() {
+    let dir = temp_dir("rr");
+    // Three hosts on one port: three loopback addresses (all of 127/8 is local).
+    let p = named_backend("127.0.0.1", 0, "a");
+    named_backend("127.0.0.2", p, "b");
+    named_backend("127.0.0.3", p, "c");
+    let port = free_port();
+    let conf = dir.join("rr.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "prefork 1\ntable <web> {{ 127.0.0.1, 127.0.0.2, 127.0.0.3 }}\n\
+             relay \"rr\" {{\n\tlisten on 127.0.0.1 port {port}\n\tforward to <web> port {p} mode roundrobin\n}}\n"
+        ),
+    )
+    .unwrap();
+    let plan = dir.join("plan.bin");
+    compile(&conf, &[], &plan);
+    let relay = Relay::start(&plan, &[]);
+    let mut seen = String::new();
+    for _ in 0..6 {
+        let mut c = connect_when_ready(port);
+        let mut name = String::new();
+        c.read_to_string(&mut name).unwrap();
+        seen.push_str(&name);
+    }
+    assert_eq!(seen, "abcabc", "log:\n{}", relay.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn idle_sessions_time_out() {
+    let dir = temp_dir("idle");
+    let (backend, _) = echo_backend();
+    let port = free_port();
+    let conf = dir.join("idle.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "log connection\nrelay \"idle\" {{\n\tlisten on 127.0.0.1 port {port}\n\tforward to 127.0.0.1 port {backend}\n\tsession timeout 1\n}}\n"
+        ),
+    )
+    .unwrap();
+    let plan = dir.join("plan.bin");
+    compile(&conf, &[], &plan);
+    let relay = Relay::start(&plan, &[]);
+    let mut c = connect_when_ready(port);
+    // Traffic re-arms the timer: three exchanges 0.6 s apart outlive the 1 s timeout.
+    for _ in 0..3 {
+        c.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    // Then silence: the relay closes the session.
+    let t0 = Instant::now();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let log = relay.wait_log("the timeout line", |l| l.contains("buffer event timeout"));
+    assert!(
+        log.contains(&format!(
+            "relay idle, session 1 (1 active), 0, 127.0.0.1 -> 127.0.0.1:{backend}, buffer event timeout: Success"
+        )),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_refused_backend_fails_the_session() {
+    let dir = temp_dir("refused");
+    let dead = free_port();
+    let port = free_port();
+    let conf = dir.join("dead.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "log connection errors\nrelay \"dead\" {{\n\tlisten on 127.0.0.1 port {port}\n\tforward to 127.0.0.1 port {dead} retry 2\n}}\n"
+        ),
+    )
+    .unwrap();
+    let plan = dir.join("plan.bin");
+    compile(&conf, &[], &plan);
+    let relay = Relay::start(&plan, &[]);
+    let mut c = connect_when_ready(port);
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    let log = relay.wait_log("session failed", |l| l.contains("session failed"));
+    assert!(
+        log.contains(&format!(
+            "relay dead, session 1 (1 active), 0, 127.0.0.1 -> 127.0.0.1:{dead}, session failed: Connection refused"
+        )),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
