@@ -375,3 +375,134 @@ fn a_refused_backend_fails_the_session() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Connects to the relay from a chosen loopback source address and reads the
+/// backend's name.
+fn name_from(src: &str, port: u16) -> String {
+    use socket2::{Domain, Socket, Type};
+    let t0 = Instant::now();
+    loop {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.bind(
+            &format!("{src}:0")
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+        let dst: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        match s.connect(&dst.into()) {
+            Ok(()) => {
+                let mut c: TcpStream = s.into();
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut name = String::new();
+                c.read_to_string(&mut name).unwrap();
+                return name;
+            }
+            Err(_) if t0.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("relay on {port} never accepted: {e}"),
+        }
+    }
+}
+
+/// Three named backends on 127.0.0.1-3 at one port, and a relay balancing over them
+/// with `mode` (and `prefork`), started.
+fn balanced(tag: &str, mode: &str, prefork: u32) -> (Relay, u16, PathBuf) {
+    let dir = temp_dir(tag);
+    let p = named_backend("127.0.0.1", 0, "a");
+    named_backend("127.0.0.2", p, "b");
+    named_backend("127.0.0.3", p, "c");
+    let port = free_port();
+    let conf = dir.join("b.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "prefork {prefork}\ntable <web> {{ 127.0.0.1, 127.0.0.2, 127.0.0.3 }}\n\
+             relay \"lb\" {{\n\tlisten on 127.0.0.1 port {port}\n\tforward to <web> port {p} mode {mode}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let plan = dir.join("plan.bin");
+    compile(&conf, &[], &plan);
+    (Relay::start(&plan, &[]), port, dir)
+}
+
+#[test]
+fn source_hash_pins_each_client_across_workers() {
+    // Two workers: the key drawn at start is shared, so both send a client to the same host.
+    let (relay, port, dir) = balanced("srchash", "source-hash", 2);
+    let mut hosts = std::collections::BTreeSet::new();
+    for n in 11..31 {
+        let src = format!("127.0.0.{n}");
+        let first = name_from(&src, port);
+        for _ in 0..3 {
+            assert_eq!(
+                name_from(&src, port),
+                first,
+                "client {src} moved; log:\n{}",
+                relay.log()
+            );
+        }
+        hosts.insert(first);
+    }
+    assert!(hosts.len() >= 2, "20 clients all on {hosts:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn hash_without_a_hash_rule_sends_everyone_to_one_host() {
+    let (relay, port, dir) = balanced("hash", "hash", 1);
+    let first = name_from("127.0.0.11", port);
+    for n in 12..31 {
+        assert_eq!(
+            name_from(&format!("127.0.0.{n}"), port),
+            first,
+            "log:\n{}",
+            relay.log()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn loadbalance_pins_clients_and_random_spreads() {
+    let (relay, port, dir) = balanced("lb", "loadbalance", 1);
+    let mut hosts = std::collections::BTreeSet::new();
+    for n in 11..31 {
+        let src = format!("127.0.0.{n}");
+        let first = name_from(&src, port);
+        assert_eq!(name_from(&src, port), first, "log:\n{}", relay.log());
+        hosts.insert(first);
+    }
+    assert!(hosts.len() >= 2, "20 clients all on {hosts:?}");
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (relay, port, dir) = balanced("random", "random", 1);
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..60 {
+        *seen.entry(name_from("127.0.0.1", port)).or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.len(),
+        3,
+        "60 random picks: {seen:?}; log:\n{}",
+        relay.log()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_configured_key_gives_the_same_spread_after_a_restart() {
+    let run = || {
+        let (relay, port, dir) = balanced("key", "source-hash \"fixed key\"", 1);
+        let picks: Vec<String> = (11..21)
+            .map(|n| name_from(&format!("127.0.0.{n}"), port))
+            .collect();
+        drop(relay);
+        let _ = std::fs::remove_dir_all(&dir);
+        picks
+    };
+    assert_eq!(run(), run());
+}

@@ -33,6 +33,7 @@ pub mod analysis;
 mod ctype;
 pub mod eval;
 pub mod glob;
+pub mod head;
 pub mod lua;
 pub mod url;
 
