@@ -9,6 +9,7 @@
 
 pub mod bind;
 pub mod cli;
+pub mod health;
 pub mod log;
 pub mod plan;
 pub mod serve;

@@ -16,6 +16,7 @@ enum Sink {
 struct Log {
     sink: Sink,
     verbosity: u8,
+    foreground: bool,
 }
 
 static LOG: OnceLock<Log> = OnceLock::new();
@@ -37,7 +38,11 @@ pub fn init(foreground: bool, verbosity: u8) {
             Err(_) => Sink::Stderr,
         }
     };
-    let _ = LOG.set(Log { sink, verbosity });
+    let _ = LOG.set(Log {
+        sink,
+        verbosity,
+        foreground,
+    });
 }
 
 #[derive(Clone, Copy)]
@@ -71,6 +76,11 @@ fn emit(level: Level, msg: &str) {
             }
         }
     }
+}
+
+/// `-d`: relayd then also logs every host state change.
+pub fn foreground() -> bool {
+    LOG.get().is_some_and(|l| l.foreground)
 }
 
 pub fn verbosity() -> u8 {

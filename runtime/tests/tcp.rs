@@ -506,3 +506,94 @@ fn a_configured_key_gives_the_same_spread_after_a_restart() {
     };
     assert_eq!(run(), run());
 }
+
+/// A backend answering every connection with `reply` and closing (an HTTP server for
+/// health checks: it answers before reading, which a HEAD check accepts).
+fn replying_backend(ip: &str, port: u16, reply: &'static str) -> u16 {
+    named_backend(ip, port, reply)
+}
+
+#[test]
+fn health_checks_take_dead_hosts_out_and_bring_them_back() {
+    let dir = temp_dir("health");
+    let p = named_backend("127.0.0.1", 0, "a");
+    let port = free_port();
+    let conf = dir.join("h.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "interval 1\ntimeout 500\nprefork 1\ntable <web> {{ 127.0.0.1, 127.0.0.2 }}\n\
+             relay \"checked\" {{\n\tlisten on 127.0.0.1 port {port}\n\tforward to <web> port {p} check tcp\n}}\n"
+        ),
+    )
+    .unwrap();
+    let plan = dir.join("plan.bin");
+    compile(&conf, &[], &plan);
+    let relay = Relay::start(&plan, &[]);
+    // -d logs every state change (relayd forces `log state changes` in the foreground).
+    relay.wait_log("both first results", |l| {
+        l.contains("host 127.0.0.1, check tcp (") && l.contains("host 127.0.0.2, check tcp (")
+    });
+    let log = relay.log();
+    assert!(
+        log.contains("tcp connect ok), state unknown -> up, availability 100.00%"),
+        "{log}"
+    );
+    assert!(log.contains("host 127.0.0.2, check tcp ("), "{log}");
+    assert!(
+        log.contains("tcp connect failed), state unknown -> down, availability 0.00%"),
+        "{log}"
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            name_from("127.0.0.1", port),
+            "a",
+            "the dead host got a session"
+        );
+    }
+    // The second host comes up: the next check brings it back into rotation.
+    named_backend("127.0.0.2", p, "b");
+    relay.wait_log("the state change", |l| l.contains("state down -> up"));
+    let seen: std::collections::BTreeSet<String> =
+        (0..4).map(|_| name_from("127.0.0.1", port)).collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn http_code_checks_compare_the_status() {
+    let dir = temp_dir("httpcheck");
+    let p = replying_backend("127.0.0.1", 0, "HTTP/1.0 200 OK\r\n\r\n");
+    replying_backend("127.0.0.2", p, "HTTP/1.1 500 Internal Server Error\r\n\r\n");
+    replying_backend("127.0.0.3", p, "SSH-2.0-OpenSSH\r\n");
+    let port = free_port();
+    let conf = dir.join("h.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "interval 1\ntimeout 500\ntable <web> {{ 127.0.0.1, 127.0.0.2, 127.0.0.3 }}\n\
+             relay \"http\" {{\n\tlisten on 127.0.0.1 port {port}\n\tforward to <web> port {p} check http \"/\" code 200\n}}\n"
+        ),
+    )
+    .unwrap();
+    let plan = dir.join("plan.bin");
+    compile(&conf, &[], &plan);
+    let relay = Relay::start(&plan, &[]);
+    let log = relay.wait_log("three results", |l| {
+        l.matches("check http code").count() >= 3
+    });
+    assert!(log.contains("host 127.0.0.1, check http code ("), "{log}");
+    assert!(
+        log.contains("http code ok,200), state unknown -> up"),
+        "{log}"
+    );
+    assert!(
+        log.contains("http code mismatch,500), state unknown -> down"),
+        "{log}"
+    );
+    assert!(
+        log.contains("http code malformed), state unknown -> down"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

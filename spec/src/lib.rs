@@ -9,6 +9,7 @@ pub mod balance;
 pub mod codes;
 pub mod era;
 pub mod filter;
+pub mod health;
 pub mod plan;
 pub mod tls;
 

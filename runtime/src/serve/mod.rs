@@ -18,11 +18,12 @@ mod pool;
 mod session;
 mod worker;
 
-use crate::log;
+use crate::{health, log};
 use relaydc_spec::plan::{Plan, ProtocolKind, Target};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+pub use worker::Shared;
 
 /// How long sessions may run on after SIGTERM before the process exits anyway.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -120,7 +121,7 @@ pub fn serve(plan: Plan) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Start(e.to_string()))?;
         threads.push(t);
     }
-    wait_for_signal()?;
+    wait_for_signal(Arc::clone(&shared))?;
     let _ = stop_tx.send(true);
     for t in threads {
         let _ = t.join();
@@ -129,7 +130,8 @@ pub fn serve(plan: Plan) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn wait_for_signal() -> Result<(), ServeError> {
+/// Runs the health checks on this (the main) thread until SIGTERM/SIGINT.
+fn wait_for_signal(shared: Arc<Shared>) -> Result<(), ServeError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -140,21 +142,23 @@ fn wait_for_signal() -> Result<(), ServeError> {
             signal(SignalKind::terminate()).map_err(|e| ServeError::Start(e.to_string()))?;
         let mut int =
             signal(SignalKind::interrupt()).map_err(|e| ServeError::Start(e.to_string()))?;
+        let checks = health::run(shared, log::foreground());
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            _ = checks => {}
         }
         Ok(())
     })
 }
 
-/// Health checks arrive with the next issue; until then a checked table's hosts stay
-/// "unknown", which relayd never balances to. Say so once at start.
+/// Check kinds not built yet leave their hosts "unknown", which relayd never balances
+/// to. Say so once at start.
 fn warn_unchecked_tables(plan: &Plan) {
     for t in &plan.tables {
-        if !matches!(t.check, relaydc_spec::plan::Check::None) {
+        if !matches!(t.check, relaydc_spec::plan::Check::None) && !health::runs(&t.check) {
             log::warn(&format!(
-                "table {}: health checks are not run by this version; its hosts stay unknown and receive no sessions",
+                "table {}: this version does not run its kind of health check; its hosts stay unknown and receive no sessions",
                 t.name
             ));
         }
