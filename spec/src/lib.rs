@@ -8,6 +8,7 @@
 pub mod balance;
 pub mod codes;
 pub mod era;
+pub mod errorpage;
 pub mod filter;
 pub mod health;
 pub mod plan;

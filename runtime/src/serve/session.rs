@@ -10,12 +10,14 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// Per-direction buffer: relayd's bufferevents read up to this much at a time.
-const BUF: usize = 16 * 1024;
+/// Copy buffer size. Buffers come from the worker's pool only while data moves, so an
+/// idle session holds none (10k idle keep-alive clients cost their sockets, not 128 KiB
+/// each).
+pub const BUF: usize = 64 * 1024;
 
 /// How a session ended: relayd's close message and whether it is an error close.
 struct End {
@@ -55,7 +57,7 @@ pub async fn run(
         Choice::Backend { addr, retry } => match connect(addr, retry, timeout).await {
             Ok(server) => {
                 tune(&server, &tcp);
-                (Some(addr), copy(client, server, timeout).await)
+                (Some(addr), copy(client, server, timeout, &w.buffers).await)
             }
             Err(e) => (
                 Some(addr),
@@ -71,9 +73,12 @@ pub async fn run(
 }
 
 fn tune(s: &TcpStream, tcp: &TcpOptions) {
-    if tcp.nodelay {
-        let _ = s.set_nodelay(true);
-    }
+    // Always TCP_NODELAY, whatever `nodelay` says: relayd-run writes whole buffers, so
+    // Nagle could only hold a response's last partial segment back until the peer's
+    // delayed ACK (40 ms and more per response, measured with `testsuite/bench/relay`).
+    // relayd splices TCP relays in the kernel, where the question does not arise.
+    let _ = tcp.nodelay;
+    let _ = s.set_nodelay(true);
     let sock = socket2::SockRef::from(s);
     if let Some(b) = tcp.socket_buffer {
         let _ = sock.set_recv_buffer_size(b as usize);
@@ -110,12 +115,12 @@ async fn connect(addr: SocketAddr, retry: u32, timeout: Duration) -> std::io::Re
 
 /// Copies both ways until both sides have closed (EOF is passed on as a half-close), an
 /// error, or no byte moved in either direction for `idle`.
-async fn copy(client: TcpStream, server: TcpStream, idle: Duration) -> End {
+async fn copy(client: TcpStream, server: TcpStream, idle: Duration, pool: &BufPool) -> End {
     let last = Cell::new(Instant::now());
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let both = async {
-        let (a, b) = tokio::join!(pump(cr, sw, &last), pump(sr, cw, &last));
+        let (a, b) = tokio::join!(pump(cr, sw, &last, pool), pump(sr, cw, &last, pool));
         a.and(b)
     };
     let watchdog = async {
@@ -137,21 +142,60 @@ async fn copy(client: TcpStream, server: TcpStream, idle: Duration) -> End {
 }
 
 async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
+    from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     last: &Cell<Instant>,
+    pool: &BufPool,
 ) -> std::io::Result<()> {
-    let mut buf = vec![0u8; BUF];
     loop {
-        let n = from.read(&mut buf).await?;
+        // Wait without a buffer; take one only when there is something to read.
+        from.readable().await?;
+        let mut buf = pool.take();
+        let n = match from.try_read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                pool.put(buf);
+                continue;
+            }
+            Err(e) => {
+                pool.put(buf);
+                return Err(e);
+            }
+        };
         if n == 0 {
+            pool.put(buf);
             // Pass the half-close on; the other direction keeps going.
             let _ = to.shutdown().await;
             return Ok(());
         }
         last.set(Instant::now());
-        to.write_all(&buf[..n]).await?;
+        let r = to.write_all(&buf[..n]).await;
+        pool.put(buf);
+        r?;
         last.set(Instant::now());
+    }
+}
+
+/// A worker's copy buffers, reused from session to session.
+#[derive(Default)]
+pub struct BufPool {
+    free: std::cell::RefCell<Vec<Vec<u8>>>,
+}
+
+impl BufPool {
+    fn take(&self) -> Vec<u8> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| vec![0u8; BUF])
+    }
+
+    fn put(&self, buf: Vec<u8>) {
+        let mut free = self.free.borrow_mut();
+        // Keep a bounded number idle; the rest go back to the allocator.
+        if free.len() < 256 {
+            free.push(buf);
+        }
     }
 }
 

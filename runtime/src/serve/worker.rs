@@ -80,6 +80,7 @@ pub struct Worker {
     /// relayd's `relay_sessions`: sessions of this worker, all relays.
     pub active: Cell<u32>,
     pub pools: RefCell<pool::Pools>,
+    pub buffers: session::BufPool,
 }
 
 impl Worker {
@@ -114,6 +115,7 @@ pub fn run(shared: Arc<Shared>, sockets: Vec<Bound>, stop: watch::Receiver<bool>
         next_id: Cell::new(0),
         active: Cell::new(0),
         pools: RefCell::new(pools),
+        buffers: session::BufPool::default(),
     });
     local.block_on(&rt, async move {
         for b in sockets {

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 pub mod analysis;
+pub mod apply;
 mod ctype;
 pub mod eval;
 pub mod glob;
