@@ -10,6 +10,7 @@
 pub mod bind;
 pub mod cli;
 pub mod health;
+pub mod http;
 pub mod log;
 pub mod plan;
 pub mod serve;

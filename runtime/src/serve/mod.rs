@@ -8,11 +8,13 @@
 //! "running"), then waits for SIGTERM/SIGINT: workers stop accepting, sessions get
 //! [`GRACE`] to finish, and the process logs `parent terminating, pid N` and exits 0.
 //!
-//! What is served today: TCP relays (the default protocol and `tcp protocol`s) forwarding
-//! to an address or to tables. Plans that need more (HTTP filtering, TLS, DNS, NAT
+//! What is served today: TCP relays (the default protocol and `tcp protocol`s) and HTTP
+//! relays (`http protocol`s, with their filter rules) forwarding to an address or to
+//! tables. Plans that need more (HTTP filtering, TLS, DNS, NAT
 //! lookup, redirects, routers) are refused at start with a sentence saying which relay
 //! needs what, rather than served wrongly.
 
+mod http;
 mod listen;
 mod pool;
 mod session;
@@ -54,16 +56,8 @@ pub fn servable(plan: &Plan) -> Result<(), ServeError> {
     let mut missing = Vec::new();
     for r in plan.relays.iter().filter(|r| !r.disabled) {
         let proto = r.protocol.and_then(|p| plan.protocols.get(p as usize));
-        match proto.map(|p| &p.kind) {
-            Some(ProtocolKind::Http) => missing.push(format!(
-                "relay {} uses http protocol {} (HTTP relays come next)",
-                r.name,
-                proto.map_or("", |p| p.name.as_str())
-            )),
-            Some(ProtocolKind::Dns) => {
-                missing.push(format!("relay {} uses a dns protocol", r.name))
-            }
-            _ => {}
+        if let Some(ProtocolKind::Dns) = proto.map(|p| &p.kind) {
+            missing.push(format!("relay {} uses a dns protocol", r.name));
         }
         if r.listeners.iter().any(|l| l.tls) || r.forwards.iter().any(|f| f.tls) {
             missing.push(format!("relay {} uses TLS", r.name));

@@ -56,13 +56,17 @@ pub enum Choice {
     },
 }
 
-/// The backend for a new session on `relay`'s `listener` from `client`.
+/// The backend for a new session on `relay`'s `listener` from `client`; `rule_table`
+/// is the table a filter rule selected (an index into the plan's `rule_tables`), and
+/// `hasher` carries what `hash` rules fed for this session.
 pub fn choose(
     shared: &Shared,
     pools: &mut Pools,
     relay: usize,
     listener: usize,
     client: IpAddr,
+    rule_table: Option<u32>,
+    hasher: Option<&mut Hasher>,
 ) -> Choice {
     let plan = &shared.plan;
     let Some(r) = plan.relays.get(relay) else {
@@ -109,7 +113,15 @@ pub fn choose(
             }
         })
         .collect();
-    let Some(which) = balance::choose_table(&status, None) else {
+    // A rule's table choice: this relay's instance of it, used alone.
+    let selected = rule_table.and_then(|rt| {
+        let inst = r.rule_tables.get(rt as usize).copied().flatten()?;
+        tables.iter().position(|(_, t, _)| *t == inst)
+    });
+    if rule_table.is_some() && selected.is_none() {
+        return Choice::None;
+    }
+    let Some(which) = balance::choose_table(&status, selected) else {
         return Choice::None;
     };
     let (forward, table, mode) = tables[which];
@@ -132,7 +144,11 @@ pub fn choose(
         Address::Ip(ip) => ip,
         Address::Name(_) => return Choice::None,
     };
-    let mut hasher = Hasher::new(&shared.relay_keys[relay]);
+    let mut own = Hasher::new(&shared.relay_keys[relay]);
+    let hasher = match hasher {
+        Some(h) => h,
+        None => &mut own,
+    };
     let random = pools.random();
     let Some(state) = pools
         .states
@@ -147,7 +163,7 @@ pub fn choose(
         &up,
         state,
         PickInputs {
-            hasher: &mut hasher,
+            hasher,
             client: client.to_canonical(),
             listen,
             listen_port: l.port,

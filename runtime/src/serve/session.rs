@@ -19,10 +19,29 @@ use tokio::time::Instant;
 /// each).
 pub const BUF: usize = 64 * 1024;
 
-/// How a session ended: relayd's close message and whether it is an error close.
-struct End {
-    msg: &'static str,
-    error: Option<String>,
+/// How a session ended: relayd's close message, and the OS error text of an error close
+/// (relayd's `log_warn` appends it; clean closes use `log_info`).
+pub struct End {
+    pub msg: String,
+    pub error: Option<String>,
+}
+
+impl End {
+    pub fn ok(msg: &str) -> End {
+        End {
+            msg: msg.to_string(),
+            error: None,
+        }
+    }
+    pub fn ok_owned(msg: String) -> End {
+        End { msg, error: None }
+    }
+    pub fn error(msg: String, error: String) -> End {
+        End {
+            msg,
+            error: Some(error),
+        }
+    }
 }
 
 pub async fn run(
@@ -44,13 +63,21 @@ pub async fn run(
     let timeout = Duration::from_secs(u64::from(r.session_timeout_s.max(1)));
     let choice = {
         let mut pools = w.pools.borrow_mut();
-        pool::choose(&w.shared, &mut pools, relay, listener, peer.ip())
+        pool::choose(
+            &w.shared,
+            &mut pools,
+            relay,
+            listener,
+            peer.ip(),
+            None,
+            None,
+        )
     };
     let (backend, end) = match choice {
         Choice::None => (
             None,
             End {
-                msg: "session failed",
+                msg: "session failed".to_string(),
                 error: Some(errno_text(0)),
             },
         ),
@@ -62,17 +89,17 @@ pub async fn run(
             Err(e) => (
                 Some(addr),
                 End {
-                    msg: "session failed",
+                    msg: "session failed".to_string(),
                     error: Some(io_text(&e)),
                 },
             ),
         },
     };
-    close_line(&w, relay, id, peer, backend, &end);
+    close_line(&w, relay, id, peer, backend, None, None, &end);
     w.active.set(w.active.get().saturating_sub(1));
 }
 
-fn tune(s: &TcpStream, tcp: &TcpOptions) {
+pub fn tune(s: &TcpStream, tcp: &TcpOptions) {
     // Always TCP_NODELAY, whatever `nodelay` says: relayd-run writes whole buffers, so
     // Nagle could only hold a response's last partial segment back until the peer's
     // delayed ACK (40 ms and more per response, measured with `testsuite/bench/relay`).
@@ -91,7 +118,11 @@ fn tune(s: &TcpStream, tcp: &TcpOptions) {
 
 /// relayd retries a failed connect at once, `retry` times (the host's `retry`, or the
 /// forward line's); the connect itself is bounded by the session timeout.
-async fn connect(addr: SocketAddr, retry: u32, timeout: Duration) -> std::io::Result<TcpStream> {
+pub async fn connect(
+    addr: SocketAddr,
+    retry: u32,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
     let mut left = retry;
     loop {
         let r = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
@@ -134,10 +165,10 @@ async fn copy(client: TcpStream, server: TcpStream, idle: Duration, pool: &BufPo
     };
     tokio::select! {
         r = both => match r {
-            Ok(()) => End { msg: "done", error: None },
-            Err(e) => End { msg: "buffer event error", error: Some(io_text(&e)) },
+            Ok(()) => End::ok("done"),
+            Err(e) => End::error("buffer event error".into(), io_text(&e)),
         },
-        _ = watchdog => End { msg: "buffer event timeout", error: Some(errno_text(0)) },
+        _ = watchdog => End::error("buffer event timeout".into(), errno_text(0)),
     }
 }
 
@@ -199,15 +230,19 @@ impl BufPool {
     }
 }
 
-/// `relay NAME, session ID (N active), TAG, CLIENT -> SERVER:PORT, MSG` (relay.c
+/// `relay NAME, session ID (N active), TAG, CLIENT -> SERVER:PORT, MSG[,LOG]` (relay.c
 /// `relay_close`): info for clean closes with `log connection`, warn with strerror for
-/// error closes with `log connection` or `log connection errors`.
-fn close_line(
+/// error closes with `log connection` or `log connection errors`. `log` is the session
+/// log's first line (it starts with a space).
+#[allow(clippy::too_many_arguments)]
+pub fn close_line(
     w: &Worker,
     relay: usize,
     id: u32,
     peer: SocketAddr,
     backend: Option<SocketAddr>,
+    tag: Option<&str>,
+    log: Option<&str>,
     end: &End,
 ) {
     let conf = &w.shared.plan.globals.log.connection;
@@ -225,11 +260,15 @@ fn close_line(
         // print_host() of an unset address prints nothing (relayd: "-> :0").
         None => (String::new(), 0),
     };
+    let log = log.filter(|l| !l.is_empty());
     let line = format!(
-        "relay {name}, session {id} ({} active), 0, {} -> {server}:{port}, {}",
+        "relay {name}, session {id} ({} active), {}, {} -> {server}:{port}, {}{}{}",
         w.active.get(),
+        tag.unwrap_or("0"),
         peer.ip(),
-        end.msg
+        end.msg,
+        if log.is_some() { "," } else { "" },
+        log.unwrap_or("")
     );
     match &end.error {
         None => log::info(&line),
@@ -238,14 +277,14 @@ fn close_line(
 }
 
 /// strerror(3)'s text for an OS error, without Rust's " (os error N)".
-fn io_text(e: &std::io::Error) -> String {
+pub fn io_text(e: &std::io::Error) -> String {
     match e.raw_os_error() {
         Some(code) => errno_text(code),
         None => e.to_string(),
     }
 }
 
-fn errno_text(code: i32) -> String {
+pub fn errno_text(code: i32) -> String {
     let s = std::io::Error::from_raw_os_error(code).to_string();
     match s.find(" (os error") {
         Some(i) => s[..i].to_string(),

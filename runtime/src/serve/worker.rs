@@ -84,6 +84,16 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Whether the relay's protocol is an http protocol (filters run only there).
+    pub fn is_http(&self, relay: usize) -> bool {
+        let plan = &self.shared.plan;
+        plan.relays
+            .get(relay)
+            .and_then(|r| r.protocol)
+            .and_then(|p| plan.protocols.get(p as usize))
+            .is_some_and(|p| matches!(p.kind, relaydc_spec::plan::ProtocolKind::Http))
+    }
+
     pub fn next_session_id(&self) -> u32 {
         let id = self.next_id.get().wrapping_add(1);
         self.next_id.set(id);
@@ -162,7 +172,11 @@ async fn accept(
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let w = Rc::clone(&w);
-                    tokio::task::spawn_local(session::run(w, relay, listener_index, stream, peer));
+                    if w.is_http(relay) {
+                        tokio::task::spawn_local(super::http::run(w, relay, listener_index, stream, peer));
+                    } else {
+                        tokio::task::spawn_local(session::run(w, relay, listener_index, stream, peer));
+                    }
                 }
                 Err(e) => {
                     log::debug(&format!("relay {}: accept: {e}", w.shared.plan.relays[relay].name));

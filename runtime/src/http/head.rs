@@ -1,0 +1,372 @@
+//! Reading a message head the way `relay_read_http` reads it: line by line as
+//! `evbuffer_readln(EVBUFFER_EOL_CRLF)` returns them (LF or CRLF), rejecting as soon as a
+//! complete line is bad, and checking each header when the next line (or the end of the
+//! head) arrives, as relayd's deferred `last_header:` block does.
+
+use super::body::{Carry, Checks, Keep, Side};
+use super::cstr::{header_name_valid, partial_len, readln, strtonum};
+use super::method::{Class, Method};
+use super::HttpError;
+use relaydc_spec::filter::head::Head;
+use relaydc_spec::filter::Direction;
+
+/// A byte range of the buffer a head was parsed from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    fn new(start: usize, end: usize) -> Span {
+        Span { start, end }
+    }
+
+    /// The bytes of `buf` this span covers (empty if `buf` is not the parsed buffer).
+    pub fn of(self, buf: &[u8]) -> &[u8] {
+        buf.get(self.start..self.end).unwrap_or(&[])
+    }
+}
+
+/// What a parse found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// More bytes are needed (nothing wrong so far).
+    Incomplete,
+    /// The head is complete and in the [`Head`]; it took `head_len` bytes, the empty line
+    /// included, and the body or next message starts right after.
+    ///
+    /// `version` and `code` locate the start line's version and (responses) status code as
+    /// sent: relayd forwards both verbatim, and [`Head`] only holds them normalised
+    /// (`minor`, `status`), so [`write_head_verbatim`](super::write_head_verbatim) takes
+    /// them back.
+    Complete {
+        head_len: usize,
+        version: Span,
+        code: Span,
+    },
+}
+
+/// The start line, as spans of the buffer.
+#[derive(Clone, Copy, Debug)]
+struct Start {
+    method: Option<Method>,
+    /// Requests: the target up to the first `?` (`desc->http_path`).
+    target: Span,
+    query: Option<Span>,
+    version: Span,
+    code: Span,
+    status: u16,
+    reason: Span,
+}
+
+fn find(line: &[u8], byte: u8) -> Option<usize> {
+    line.iter().position(|&b| b == byte)
+}
+
+/// `relay_http_parse_startline`, request direction: `METHOD SP target SP version`, where the
+/// version is everything after the second space.
+fn request_line(line: &[u8], at: usize) -> Result<Start, HttpError> {
+    let sp = find(line, b' ').ok_or(HttpError::MALFORMED)?;
+    let method = Method::from_bytes(line.get(..sp).unwrap_or(&[])).ok_or(HttpError::START_LINE)?;
+    let rest = line.get(sp + 1..).unwrap_or(&[]);
+    let sp2 = find(rest, b' ').ok_or(HttpError::START_LINE)?;
+    let target_at = at + sp + 1;
+    let target = rest.get(..sp2).unwrap_or(&[]);
+    let (path_end, query) = match find(target, b'?') {
+        Some(q) => (q, Some(Span::new(target_at + q + 1, target_at + sp2))),
+        None => (sp2, None),
+    };
+    Ok(Start {
+        method: Some(method),
+        target: Span::new(target_at, target_at + path_end),
+        query,
+        version: Span::new(target_at + sp2 + 1, at + line.len()),
+        code: Span::default(),
+        status: 0,
+        reason: Span::default(),
+    })
+}
+
+/// `relay_http_parse_startline`, response direction: `version SP code SP reason`; the code
+/// must pass `strtonum(code, 100, 599)`, and a reason phrase (maybe empty) must follow.
+fn status_line(line: &[u8], at: usize) -> Result<Start, HttpError> {
+    let sp = find(line, b' ').ok_or(HttpError::MALFORMED)?;
+    let rest = line.get(sp + 1..).unwrap_or(&[]);
+    let sp2 = find(rest, b' ').ok_or(HttpError::START_LINE)?;
+    let code_at = at + sp + 1;
+    let status = match strtonum(rest.get(..sp2).unwrap_or(&[]), 100, 599) {
+        Ok(n) => u16::try_from(n).map_err(|_| HttpError::STATUS_RANGE)?,
+        Err("invalid") => return Err(HttpError::BAD_STATUS),
+        Err(_) => return Err(HttpError::STATUS_RANGE),
+    };
+    Ok(Start {
+        method: None,
+        target: Span::default(),
+        query: None,
+        version: Span::new(at, at + sp),
+        code: Span::new(code_at, code_at + sp2),
+        status,
+        reason: Span::new(code_at + sp2 + 1, at + line.len()),
+    })
+}
+
+/// `HTTP/1.x` gives x; relayd itself never looks at the version, which it forwards verbatim.
+fn minor(version: &[u8]) -> u8 {
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if d.is_ascii_digit() => d - b'0',
+        _ => 1,
+    }
+}
+
+/// An incremental head reader for one message: feed it the growing buffer that starts at
+/// the message (nothing consumed in between); it only looks at bytes it has not judged yet,
+/// so a head trickling in byte by byte costs linear time. Make a new one per message; after
+/// an error it is spent (relayd has closed the session).
+#[derive(Clone, Debug)]
+pub struct HeadReader {
+    dir: Direction,
+    limit: usize,
+    req: Option<Method>,
+    carry: Carry,
+    /// Bytes of complete lines judged so far.
+    pos: usize,
+    /// `buf[pos..scanned]` holds no LF.
+    scanned: usize,
+    /// `cre->line`.
+    lines: usize,
+    /// `cre->headerlen`: the judged lines' lengths without their line ends.
+    headerlen: usize,
+    start: Option<Start>,
+    checks: Option<Checks>,
+    /// The last header line, whose checks wait for the next line (`desc->http_lastheader`).
+    pending: Option<(Span, Span)>,
+    /// Whether `Host` / `Content-Length` are in relayd's header tree (both unique).
+    host: bool,
+    content_length: bool,
+    end: Option<usize>,
+}
+
+impl HeadReader {
+    /// A request head; `limit` is the protocol's `headerlen`.
+    pub fn request(limit: usize) -> HeadReader {
+        HeadReader::new(Direction::Request, limit, None, Carry::Header)
+    }
+
+    /// A response head answering a request with method `req` (`None`: relayd has no request
+    /// queued, an unbalanced response); `carry` is this direction's [`Carry`].
+    pub fn response(limit: usize, req: Option<Method>, carry: Carry) -> HeadReader {
+        HeadReader::new(Direction::Response, limit, req, carry)
+    }
+
+    fn new(dir: Direction, limit: usize, req: Option<Method>, carry: Carry) -> HeadReader {
+        HeadReader {
+            dir,
+            limit,
+            req,
+            carry,
+            pos: 0,
+            scanned: 0,
+            lines: 0,
+            headerlen: 0,
+            start: None,
+            checks: None,
+            pending: None,
+            host: false,
+            content_length: false,
+            end: None,
+        }
+    }
+
+    /// Judges the new bytes of `buf`; once the head is complete, fills `head` (cleared
+    /// first; its contents are unspecified after `Incomplete` or an error).
+    pub fn read(&mut self, buf: &[u8], head: &mut Head) -> Result<Parsed, HttpError> {
+        if buf.len() < self.scanned.max(self.pos) {
+            // Not the buffer we saw before: start over.
+            *self = HeadReader::new(self.dir, self.limit, self.req, self.carry);
+        }
+        let end = match self.end {
+            Some(end) => end,
+            None => match self.scan(buf)? {
+                Some(end) => end,
+                None => return Ok(Parsed::Incomplete),
+            },
+        };
+        self.end = Some(end);
+        let start = self.start.ok_or(HttpError::NO_METHOD)?;
+        self.fill(buf, end, &start, head);
+        Ok(Parsed::Complete {
+            head_len: end,
+            version: start.version,
+            code: start.code,
+        })
+    }
+
+    /// The `for (;;)` loop of `relay_read_http` over the lines not judged yet.
+    fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, HttpError> {
+        loop {
+            let at = self.pos;
+            let rest = buf.get(at..).unwrap_or(&[]);
+            let from = self.scanned.max(at) - at;
+            let Some((line, used)) = readln(rest, from) else {
+                self.scanned = buf.len();
+                // The line will count at least this much once its LF arrives; relayd's
+                // 413 check on it is the first thing that would happen then.
+                let partial = partial_len(rest);
+                if partial > 0 && self.headerlen.saturating_add(partial) > self.limit {
+                    return Err(HttpError::TOO_LARGE);
+                }
+                return Ok(None);
+            };
+            self.pos = at + used;
+            self.scanned = self.pos;
+            if line.is_empty() {
+                if self.lines == 0 {
+                    return Err(HttpError::NO_METHOD);
+                }
+                self.last_header(buf)?;
+                return Ok(Some(self.pos));
+            }
+            self.headerlen = self.headerlen.saturating_add(line.len());
+            if self.headerlen > self.limit {
+                return Err(HttpError::TOO_LARGE);
+            }
+            if line.contains(&0) {
+                return Err(HttpError::MALFORMED);
+            }
+            self.lines += 1;
+            if self.lines == 1 {
+                let (start, side) = match self.dir {
+                    Direction::Request => {
+                        let start = request_line(line, at)?;
+                        let method = start.method.ok_or(HttpError::START_LINE)?;
+                        (start, Side::Request(method))
+                    }
+                    Direction::Response => {
+                        let start = status_line(line, at)?;
+                        let side = Side::Response {
+                            status: start.status,
+                            req: self.req,
+                        };
+                        (start, side)
+                    }
+                };
+                self.start = Some(start);
+                self.checks = Some(Checks::new(side, self.carry));
+                continue;
+            }
+            // RFC 9112 5.2: obs-fold is refused, also on the first header line.
+            if matches!(line.first(), Some(b' ' | b'\t')) {
+                return Err(match self.dir {
+                    Direction::Request => HttpError::MALFORMED,
+                    Direction::Response => HttpError::BAD_GATEWAY,
+                });
+            }
+            self.last_header(buf)?;
+            let colon = find(line, b':').ok_or(HttpError::MALFORMED)?;
+            let name = line.get(..colon).unwrap_or(&[]);
+            let value = line.get(colon + 1..).unwrap_or(&[]);
+            let blanks = value
+                .iter()
+                .position(|b| !b" \t\r\n".contains(b))
+                .unwrap_or(value.len());
+            if !header_name_valid(name) {
+                return Err(HttpError::MALFORMED);
+            }
+            let is_host = name.eq_ignore_ascii_case(b"Host");
+            let is_cl = name.eq_ignore_ascii_case(b"Content-Length");
+            if (is_host && self.host) || (is_cl && self.content_length) {
+                return Err(HttpError::MALFORMED_HEADER);
+            }
+            self.host |= is_host;
+            self.content_length |= is_cl;
+            self.pending = Some((
+                Span::new(at, at + colon),
+                Span::new(at + colon + 1 + blanks, at + line.len()),
+            ));
+        }
+    }
+
+    /// The deferred `last_header:` block for the pending header.
+    fn last_header(&mut self, buf: &[u8]) -> Result<(), HttpError> {
+        let (Some((name, value)), Some(checks)) = (self.pending.take(), self.checks.as_mut())
+        else {
+            return Ok(());
+        };
+        let target = self.start.map_or(Span::default(), |s| s.target);
+        if checks.header(name.of(buf), value.of(buf), target.of(buf))? == Keep::Strip {
+            // kv_delete: the Content-Length leaves the tree, another may follow.
+            self.content_length = false;
+        }
+        Ok(())
+    }
+
+    /// Builds the [`Head`] from the judged lines.
+    fn fill(&self, buf: &[u8], end: usize, start: &Start, head: &mut Head) {
+        head.clear();
+        head.direction = Some(self.dir);
+        head.minor = minor(start.version.of(buf));
+        let strip_cl = match start.method {
+            Some(m) => {
+                head.method.extend_from_slice(m.as_str().as_bytes());
+                head.path.extend_from_slice(start.target.of(buf));
+                head.query = start.query.map(|q| q.of(buf).to_vec());
+                m.class() == Class::NoBody
+            }
+            None => {
+                head.status = start.status;
+                head.reason.extend_from_slice(start.reason.of(buf));
+                false
+            }
+        };
+        let mut pos = 0;
+        let mut first = true;
+        while let Some((line, used)) = readln(buf.get(pos..end).unwrap_or(&[]), 0) {
+            pos += used;
+            if first {
+                first = false;
+                continue;
+            }
+            let Some(colon) = find(line, b':') else {
+                break;
+            };
+            let name = line.get(..colon).unwrap_or(&[]);
+            if strip_cl && name.eq_ignore_ascii_case(b"Content-Length") {
+                continue;
+            }
+            let value = line.get(colon + 1..).unwrap_or(&[]);
+            let blanks = value
+                .iter()
+                .position(|b| !b" \t\r\n".contains(b))
+                .unwrap_or(value.len());
+            head.headers
+                .push((name.to_vec(), value.get(blanks..).unwrap_or(&[]).to_vec()));
+        }
+    }
+}
+
+/// Parses a request head from the start of `buf` (see [`HeadReader`] to resume instead of
+/// re-reading a growing buffer). `limit` is the protocol's `headerlen`: relayd counts the
+/// lines' lengths without their line ends and refuses more with 413.
+///
+/// The Content-Length of GET, HEAD, COPY and MOVE is not in the [`Head`]: relayd deletes it
+/// while reading, so neither the filters nor the backend see it.
+pub fn parse_request_head(buf: &[u8], limit: usize, head: &mut Head) -> Result<Parsed, HttpError> {
+    HeadReader::request(limit).read(buf, head)
+}
+
+/// Parses a response head answering a request with method `req` (`None` when relayd has
+/// no request queued; note relayd dequeues one per response head, interim 1xx included),
+/// `carry` being the response direction's [`Carry`].
+///
+/// relayd keeps the dequeued method in a local of `relay_read_http`, so a response head
+/// split over several reads loses it after the first; we take the head as read at once.
+pub fn parse_response_head(
+    buf: &[u8],
+    limit: usize,
+    req: Option<Method>,
+    carry: Carry,
+    head: &mut Head,
+) -> Result<Parsed, HttpError> {
+    HeadReader::response(limit, req, carry).read(buf, head)
+}

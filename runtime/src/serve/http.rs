@@ -1,0 +1,578 @@
+//! An HTTP relay session (relayd's `relay_http.c` around the framing of `crate::http`):
+//! read a request head, run the protocol's filter rules (`spec::filter::eval`), apply
+//! their options (`spec::filter::apply`), refuse or connect (late: a blocked request
+//! never opens a backend connection), forward head and body, then the same for the
+//! response; keep-alive and pipelining on the same connections, one close line per
+//! session with its session log.
+
+use super::pool::{self, Choice};
+use super::session::{errno_text, io_text, tune, End};
+use super::worker::Worker;
+use crate::http::{self, Body, Carry, ChunkedDecoder, HeadReader, HttpError, Method, Parsed};
+use relaydc_spec::balance::Hasher;
+use relaydc_spec::errorpage::{self, ErrorPage};
+use relaydc_spec::filter::apply::{self, Actions, MacroContext, SessionLog};
+use relaydc_spec::filter::eval::{evaluate, SessionState, Verdict};
+use relaydc_spec::filter::head::Head;
+use relaydc_spec::filter::Direction;
+use relaydc_spec::plan::{Address, Protocol};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const READ: usize = 16 * 1024;
+
+/// A block verdict (or options relayd could not apply): `relay_abort_http(con, 403,
+/// "Forbidden", …)`.
+const FORBIDDEN: HttpError = HttpError {
+    msg: "Forbidden",
+    status: 403,
+};
+
+/// A connection with the bytes read from it but not used yet.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Conn {
+    fn new(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Reads more; `Ok(0)` at EOF. `Err(TimedOut)` when nothing came for `idle`.
+    async fn fill(&mut self, idle: Duration) -> std::io::Result<usize> {
+        if self.start > 0 && self.start * 2 > self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + READ, 0);
+        let r = tokio::time::timeout(idle, self.stream.read(&mut self.buf[len..])).await;
+        let n = match r {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                self.buf.truncate(len);
+                return Err(e);
+            }
+            Err(_) => {
+                self.buf.truncate(len);
+                return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+            }
+        };
+        self.buf.truncate(len + n);
+        Ok(n)
+    }
+}
+
+/// Why a session ends, before it becomes a close line.
+enum Stop {
+    /// A clean end (`done`).
+    Done,
+    /// relayd's `relay_abort_http`: a page with `return error`, then close.
+    Abort { err: HttpError, label: bool },
+    /// Closed with a message and an OS error text.
+    Fail { msg: &'static str, error: String },
+}
+
+fn io_stop(e: &std::io::Error) -> Stop {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        Stop::Fail {
+            msg: "buffer event timeout",
+            error: errno_text(0),
+        }
+    } else {
+        Stop::Fail {
+            msg: "buffer event error",
+            error: io_text(e),
+        }
+    }
+}
+
+struct Session<'a> {
+    w: &'a Worker,
+    relay: usize,
+    listener: usize,
+    proto: &'a Protocol,
+    peer: SocketAddr,
+    idle: Duration,
+    filter: SessionState,
+    queued: Vec<usize>,
+    log: SessionLog,
+    hasher: Hasher,
+    backend: Option<(Conn, SocketAddr)>,
+    backend_table: Option<u32>,
+}
+
+pub async fn run(
+    w: Rc<Worker>,
+    relay: usize,
+    listener: usize,
+    client: TcpStream,
+    peer: SocketAddr,
+) {
+    let id = w.next_session_id();
+    w.active.set(w.active.get() + 1);
+    let plan = &w.shared.plan;
+    let r = &plan.relays[relay];
+    let Some(proto) = r.protocol.and_then(|p| plan.protocols.get(p as usize)) else {
+        return;
+    };
+    tune(&client, &proto.tcp);
+    let mut s = Session {
+        w: &w,
+        relay,
+        listener,
+        proto,
+        peer,
+        idle: Duration::from_secs(u64::from(r.session_timeout_s.max(1))),
+        filter: SessionState::default(),
+        queued: Vec::new(),
+        log: SessionLog::new(),
+        hasher: Hasher::new(&w.shared.relay_keys[relay]),
+        backend: None,
+        backend_table: None,
+    };
+    let mut client = Conn::new(client);
+    let stop = s.serve(&mut client).await;
+    let end = s.finish(&mut client, stop).await;
+    let backend = s.backend.as_ref().map(|(_, a)| *a);
+    let tag = s
+        .filter
+        .tag
+        .and_then(|t| plan.tags.get(t as usize))
+        .cloned();
+    super::session::close_line(
+        &w,
+        relay,
+        id,
+        peer,
+        backend,
+        tag.as_deref(),
+        Some(s.log.line()),
+        &end,
+    );
+    w.active.set(w.active.get().saturating_sub(1));
+}
+
+impl Session<'_> {
+    fn listen(&self) -> (IpAddr, u16) {
+        let l = &self.w.shared.plan.relays[self.relay].listeners[self.listener];
+        let ip = match l.address {
+            Address::Ip(ip) => ip,
+            Address::Name(_) => IpAddr::from([0, 0, 0, 0]),
+        };
+        (ip, l.port)
+    }
+
+    /// Turns a stop into the close line's message, sending the error page first.
+    async fn finish(&mut self, client: &mut Conn, stop: Stop) -> End {
+        match stop {
+            Stop::Done => End::ok("done"),
+            Stop::Fail { msg, error } => End::error(msg.to_string(), error),
+            Stop::Abort { err, label } => {
+                let Some(page) = &self.proto.return_error else {
+                    return End::ok_owned(err.msg.to_string());
+                };
+                let (ip, port) = self.listen();
+                let label = if label {
+                    apply::label_text(self.filter.label, &self.w.shared.plan.labels)
+                } else {
+                    None
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let bytes = ErrorPage {
+                    code: err.status,
+                    message: err.msg,
+                    label,
+                    style: page.style.as_deref(),
+                    listen_addr: ip,
+                    listen_port: port,
+                }
+                .render(now);
+                let _ = client.stream.write_all(&bytes).await;
+                End::error(errorpage::close_message(err.msg, err.status), errno_text(0))
+            }
+        }
+    }
+
+    async fn serve(&mut self, client: &mut Conn) -> Stop {
+        let mut head = Head::default();
+        let mut ccarry = Carry::Header;
+        let mut scarry = Carry::Header;
+        loop {
+            // The request head.
+            let mut reader = HeadReader::request(self.proto.http.headerlen as usize);
+            let parsed = loop {
+                match reader.read(client.data(), &mut head) {
+                    Ok(Parsed::Incomplete) => {}
+                    Ok(p) => break p,
+                    Err(e) => {
+                        return Stop::Abort {
+                            err: e,
+                            label: false,
+                        }
+                    }
+                }
+                match client.fill(self.idle).await {
+                    Ok(0) => return Stop::Done,
+                    Ok(_) => {}
+                    Err(e) => return io_stop(&e),
+                }
+            };
+            let Parsed::Complete {
+                head_len, version, ..
+            } = parsed
+            else {
+                return Stop::Done;
+            };
+            let version = version.of(client.data()).to_vec();
+            client.consume(head_len);
+            let method = Method::from_bytes(&head.method);
+            head.direction = Some(Direction::Request);
+            head.client = Some(self.peer.ip());
+            head.local = Some(self.listen().0);
+            head.backend = match (&self.backend, self.filter.backend_cleared) {
+                (Some((_, a)), false) => Some(a.ip()),
+                _ => None,
+            };
+            // Filters.
+            let before = self.filter.table;
+            let outcome = evaluate(&self.proto.rules, &head, &mut self.filter, &mut self.queued);
+            if outcome.aborted_by.is_some() {
+                return Stop::Abort {
+                    err: HttpError::MALFORMED_HOST,
+                    label: false,
+                };
+            }
+            let switched = self.filter.table != before;
+            let (ip, port) = self.listen();
+            let ctx = MacroContext {
+                remote_addr: Some(self.peer.ip()),
+                remote_port: self.peer.port(),
+                server_addr: ip,
+                server_port: port,
+                timeout_secs: self.idle.as_secs() as i64,
+            };
+            let label = apply::label_text(self.filter.label, &self.w.shared.plan.labels);
+            let hasher = &mut self.hasher;
+            let mut feed = |b: &[u8]| hasher.feed(b);
+            let applied = apply::apply(
+                &self.proto.rules,
+                Actions::of(&outcome, &self.queued, switched),
+                &mut head,
+                &ctx,
+                label,
+                &mut self.log,
+                Some(&mut feed),
+            );
+            if outcome.verdict == Verdict::Block || applied.is_err() {
+                return Stop::Abort {
+                    err: FORBIDDEN,
+                    label: true,
+                };
+            }
+            let framing = match http::request_body(&head, ccarry) {
+                Ok(f) => f,
+                Err(e) => {
+                    return Stop::Abort {
+                        err: e,
+                        label: false,
+                    }
+                }
+            };
+            if let Err(e) = http::websocket(&head, self.proto.http.websockets) {
+                return Stop::Abort {
+                    err: e,
+                    label: false,
+                };
+            }
+            ccarry = framing.next;
+            // The backend: connected late, reconnected when the request's table changes.
+            if self.backend.is_none() || self.filter.table != self.backend_table {
+                if let Err(stop) = self.connect().await {
+                    return stop;
+                }
+            }
+            let Some((server, _)) = self.backend.as_mut() else {
+                return Stop::Done;
+            };
+            if framing.drop_content_length {
+                head.headers
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case(b"Content-Length"));
+            }
+            let mut out = Vec::with_capacity(512);
+            http::write_head_verbatim(&head, &version, b"", &mut out);
+            if let Err(e) = server.stream.write_all(&out).await {
+                return io_stop(&e);
+            }
+            if let Err(stop) = forward_body(client, server, framing.body, self.idle).await {
+                return stop;
+            }
+            // The response.
+            let mut reader =
+                HeadReader::response(self.proto.http.headerlen as usize, method, scarry);
+            let parsed = loop {
+                match reader.read(server.data(), &mut head) {
+                    Ok(Parsed::Incomplete) => {}
+                    Ok(p) => break p,
+                    Err(mut e) => {
+                        if e.status == 400 {
+                            e.status = 502;
+                        }
+                        return Stop::Abort {
+                            err: e,
+                            label: false,
+                        };
+                    }
+                }
+                match server.fill(self.idle).await {
+                    Ok(0) => return Stop::Done,
+                    Ok(_) => {}
+                    Err(e) => return io_stop(&e),
+                }
+            };
+            let Parsed::Complete {
+                head_len,
+                version,
+                code,
+            } = parsed
+            else {
+                return Stop::Done;
+            };
+            let (version, code) = (
+                version.of(server.data()).to_vec(),
+                code.of(server.data()).to_vec(),
+            );
+            server.consume(head_len);
+            head.direction = Some(Direction::Response);
+            let backend_ip = self.backend.as_ref().map(|(_, a)| *a);
+            head.client = Some(self.peer.ip());
+            head.backend = backend_ip.map(|a| a.ip());
+            let outcome = evaluate(&self.proto.rules, &head, &mut self.filter, &mut self.queued);
+            let ctx = MacroContext {
+                remote_addr: backend_ip.map(|a| a.ip()),
+                remote_port: backend_ip.map_or(0, |a| a.port()),
+                server_addr: ip,
+                server_port: port,
+                timeout_secs: self.idle.as_secs() as i64,
+            };
+            let label = apply::label_text(self.filter.label, &self.w.shared.plan.labels);
+            let applied = apply::apply(
+                &self.proto.rules,
+                Actions::of(&outcome, &self.queued, false),
+                &mut head,
+                &ctx,
+                label,
+                &mut self.log,
+                None,
+            );
+            if outcome.verdict == Verdict::Block || applied.is_err() {
+                return Stop::Abort {
+                    err: FORBIDDEN,
+                    label: true,
+                };
+            }
+            let upgrade = match http::websocket(&head, self.proto.http.websockets) {
+                Ok(u) => u,
+                Err(e) => {
+                    return Stop::Abort {
+                        err: e,
+                        label: false,
+                    }
+                }
+            };
+            let rframing = match http::response_body(method, &head, scarry, upgrade) {
+                Ok(f) => f,
+                Err(e) => {
+                    return Stop::Abort {
+                        err: e,
+                        label: false,
+                    }
+                }
+            };
+            scarry = rframing.next;
+            if rframing.drop_content_length {
+                head.headers
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case(b"Content-Length"));
+            }
+            let close = http::needs_connection_close(&head, &rframing, upgrade);
+            if close {
+                head.headers
+                    .push((b"Connection".to_vec(), b"close".to_vec()));
+            }
+            let Some((server, _)) = self.backend.as_mut() else {
+                return Stop::Done;
+            };
+            let mut out = Vec::with_capacity(512);
+            http::write_head_verbatim(&head, &version, &code, &mut out);
+            if let Err(e) = client.stream.write_all(&out).await {
+                return io_stop(&e);
+            }
+            if upgrade {
+                return raw(client, server, self.idle).await;
+            }
+            if let Err(stop) = forward_body(server, client, rframing.body, self.idle).await {
+                return stop;
+            }
+            if rframing.body == Body::UntilClose || close {
+                return Stop::Done;
+            }
+        }
+    }
+
+    async fn connect(&mut self) -> Result<(), Stop> {
+        let choice = {
+            let mut pools = self.w.pools.borrow_mut();
+            pool::choose(
+                &self.w.shared,
+                &mut pools,
+                self.relay,
+                self.listener,
+                self.peer.ip(),
+                self.filter.table,
+                Some(&mut self.hasher),
+            )
+        };
+        let Choice::Backend { addr, retry } = choice else {
+            return Err(Stop::Fail {
+                msg: "session failed",
+                error: errno_text(0),
+            });
+        };
+        match super::session::connect(addr, retry, self.idle).await {
+            Ok(s) => {
+                tune(&s, &self.proto.tcp);
+                self.backend = Some((Conn::new(s), addr));
+                self.backend_table = self.filter.table;
+                self.filter.backend_cleared = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.backend = None;
+                Err(Stop::Fail {
+                    msg: "session failed",
+                    error: io_text(&e),
+                })
+            }
+        }
+    }
+}
+
+/// Passes a body from `from` to `to` as its framing says.
+async fn forward_body(
+    from: &mut Conn,
+    to: &mut Conn,
+    body: Body,
+    idle: Duration,
+) -> Result<(), Stop> {
+    match body {
+        Body::None => Ok(()),
+        Body::Length(mut left) => {
+            while left > 0 {
+                if from.data().is_empty() {
+                    match from.fill(idle).await {
+                        Ok(0) => return Err(Stop::Done),
+                        Ok(_) => {}
+                        Err(e) => return Err(io_stop(&e)),
+                    }
+                }
+                let n = (from.data().len() as u64).min(left) as usize;
+                let r = to.stream.write_all(&from.data()[..n]).await;
+                from.consume(n);
+                r.map_err(|e| io_stop(&e))?;
+                left -= n as u64;
+            }
+            Ok(())
+        }
+        Body::Chunked => {
+            let mut dec = ChunkedDecoder::new();
+            let mut out = Vec::new();
+            loop {
+                out.clear();
+                // A bad chunk closes the session as an error, without a page.
+                let fed = dec.feed(from.data(), &mut out).map_err(|e| Stop::Fail {
+                    msg: e.msg(),
+                    error: errno_text(0),
+                })?;
+                from.consume(fed.consumed);
+                if !out.is_empty() {
+                    to.stream.write_all(&out).await.map_err(|e| io_stop(&e))?;
+                }
+                if fed.done {
+                    return Ok(());
+                }
+                match from.fill(idle).await {
+                    Ok(0) => return Err(Stop::Done),
+                    Ok(_) => {}
+                    Err(e) => return Err(io_stop(&e)),
+                }
+            }
+        }
+        Body::UntilClose => loop {
+            if !from.data().is_empty() {
+                let n = from.data().len();
+                let r = to.stream.write_all(from.data()).await;
+                from.consume(n);
+                r.map_err(|e| io_stop(&e))?;
+            }
+            match from.fill(idle).await {
+                Ok(0) => {
+                    let _ = to.stream.shutdown().await;
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(io_stop(&e)),
+            }
+        },
+    }
+}
+
+/// After a websocket upgrade: bytes both ways until either side closes.
+async fn raw(client: &mut Conn, server: &mut Conn, idle: Duration) -> Stop {
+    if !client.data().is_empty() {
+        let n = client.data().len();
+        if server.stream.write_all(client.data()).await.is_err() {
+            return Stop::Done;
+        }
+        client.consume(n);
+    }
+    if !server.data().is_empty() {
+        let n = server.data().len();
+        if client.stream.write_all(server.data()).await.is_err() {
+            return Stop::Done;
+        }
+        server.consume(n);
+    }
+    let r = tokio::time::timeout(
+        idle,
+        tokio::io::copy_bidirectional(&mut client.stream, &mut server.stream),
+    )
+    .await;
+    match r {
+        Ok(Ok(_)) => Stop::Done,
+        Ok(Err(e)) => io_stop(&e),
+        Err(_) => io_stop(&std::io::Error::from(std::io::ErrorKind::TimedOut)),
+    }
+}
