@@ -253,3 +253,156 @@ fn seed_example_1_filters_and_rewrites() {
     assert_eq!(all().len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts a current-syntax HTTP relay in front of one recording backend.
+fn current_relay(tag: &str, protocol_body: &str) -> (Relay, u16, Arc<Mutex<Vec<String>>>, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("relayd-run-http-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (bport, seen) = recording_backend("127.0.0.1", 0);
+    let port = free_port();
+    let conf = dir.join("r.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "log connection\nprefork 1\nhttp protocol \"web\" {{\n{protocol_body}\n}}\n\
+             relay \"web\" {{\n\tlisten on 127.0.0.1 port {port}\n\tprotocol \"web\"\n\tforward to 127.0.0.1 port {bport}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let plan = dir.join("plan.bin");
+    let argv: Vec<std::ffi::OsString> = [
+        "relaydc",
+        "compile",
+        conf.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    assert_eq!(
+        relaydc::cli::run(argv, &mut o, &mut e),
+        0,
+        "{}",
+        String::from_utf8_lossy(&e)
+    );
+    (Relay::start(&plan), port, seen, dir)
+}
+
+#[test]
+fn malformed_requests_never_reach_the_backend() {
+    let (relay, port, seen, dir) = current_relay("malformed", "\treturn error\n\tpass");
+    // (request, status line the client gets, close message in the log)
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n",
+            "HTTP/1.0 400 Bad Request",
+            "malformed (400 Bad Request)",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "HTTP/1.0 400 Bad Request",
+            "malformed header (400 Bad Request)",
+        ),
+        (
+            "GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n",
+            "HTTP/1.0 400 Bad Request",
+            "malformed host (400 Bad Request)",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello",
+            "HTTP/1.0 500 Internal Server Error",
+            "invalid (500 Internal Server Error)",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "HTTP/1.0 400 Bad Request",
+            "malformed (400 Bad Request)",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+            "HTTP/1.0 400 Bad Request",
+            "malformed (400 Bad Request)",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: a\0\r\n\r\n",
+            "HTTP/1.0 400 Bad Request",
+            "malformed (400 Bad Request)",
+        ),
+        (
+            "FOO / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "HTTP/1.0 500 Internal Server Error",
+            "(500 Internal Server Error)",
+        ),
+    ];
+    for (req, status, msg) in cases {
+        let resp = exchange(port, req);
+        assert!(
+            resp.starts_with(&format!("{status}\r\n")),
+            "{req:?} -> {resp}"
+        );
+        relay.wait_log(|l| l.contains(msg));
+    }
+    // A bad chunk size: the head passed (the backend saw it), the body did not.
+    let before = seen.lock().unwrap().len();
+    let _ = exchange(port, "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0x4\r\nabcd\r\n0\r\n\r\n");
+    relay.wait_log(|l| l.contains("invalid chunk size"));
+    let got = seen.lock().unwrap().clone();
+    assert!(got.len() <= before + 1, "{got:?}");
+    assert!(
+        got[..before].is_empty(),
+        "a malformed request reached the backend: {got:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn current_rules_rewrite_block_and_log() {
+    let body = "\tmatch request header set \"X-Proxy\" value \"relayd-run $SERVER_PORT\"\n\
+                \tmatch request header log \"User-Agent\"\n\
+                \tblock request quick path \"/admin*\" label \"no admin here\"\n\
+                \tmatch response header remove \"Server\"\n\
+                \treturn error";
+    let (relay, port, seen, dir) = current_relay("rules", body);
+    let resp = exchange(
+        port,
+        "GET /a HTTP/1.1\r\nHost: x\r\nUser-Agent: probe/1\r\nConnection: keep-alive\r\n\r\n",
+    );
+    assert!(
+        resp.starts_with("HTTP/1.1 200 OK\r\n") && !resp.contains("Server:"),
+        "{resp}"
+    );
+    let head = seen.lock().unwrap()[0].clone();
+    assert!(
+        head.contains(&format!("X-Proxy: relayd-run {port}\r\n")),
+        "{head}"
+    );
+    let resp = exchange(port, "GET /admin/x HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        resp.starts_with("HTTP/1.0 403 Forbidden\r\n") && resp.contains("no admin here"),
+        "{resp}"
+    );
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "the blocked request reached the backend"
+    );
+    // Close lines: the logged header, the methods, the removed response header.
+    let log = relay.wait_log(|l| l.contains("Forbidden (403 Forbidden)"));
+    assert!(
+        log.contains(", 0, 127.0.0.1 -> 127.0.0.1:")
+            && log.contains(", done, [User-Agent: probe/1] GET;\n"),
+        "{log}"
+    );
+    // The block closes before any backend: relayd prints the unset address as `:0`.
+    assert!(
+        log.contains(
+            "relay web, session 2 (1 active), 0, 127.0.0.1 -> :0, Forbidden (403 Forbidden), GET: "
+        ),
+        "{log}"
+    );
+    assert!(log.contains("Forbidden (403 Forbidden)"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
