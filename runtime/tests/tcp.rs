@@ -121,7 +121,10 @@ impl Relay {
     /// SIGTERM by pid (ours), then the exit status, bounded.
     fn terminate(mut self) -> (i32, String) {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        // The shell's builtin `kill`: no procps needed.
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {pid}")])
+            .status();
         let t0 = Instant::now();
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
