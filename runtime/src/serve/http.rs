@@ -60,27 +60,17 @@ impl Conn {
     }
 
     /// Reads more; `Ok(0)` at EOF. `Err(TimedOut)` when nothing came for `idle`.
+    /// Appends into spare capacity (`read_buf`): nothing is zero-filled per read.
     async fn fill(&mut self, idle: Duration) -> std::io::Result<usize> {
         if self.start > 0 && self.start * 2 > self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let len = self.buf.len();
-        self.buf.resize(len + READ, 0);
-        let r = tokio::time::timeout(idle, self.stream.read(&mut self.buf[len..])).await;
-        let n = match r {
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
-                self.buf.truncate(len);
-                return Err(e);
-            }
-            Err(_) => {
-                self.buf.truncate(len);
-                return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
-            }
-        };
-        self.buf.truncate(len + n);
-        Ok(n)
+        self.buf.reserve(READ);
+        match tokio::time::timeout(idle, self.stream.read_buf(&mut self.buf)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        }
     }
 }
 
