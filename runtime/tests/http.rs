@@ -459,3 +459,138 @@ fn keep_alive_pipelining_and_chunked_bodies() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A relay over two backends, `web` and `static`, with `protocol_body` as its rules.
+#[allow(clippy::type_complexity)]
+fn two_tables(
+    tag: &str,
+    protocol_body: &str,
+) -> (
+    Relay,
+    u16,
+    Arc<Mutex<Vec<String>>>,
+    Arc<Mutex<Vec<String>>>,
+    PathBuf,
+) {
+    let dir = std::env::temp_dir().join(format!("relayd-run-http-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (web, web_seen) = recording_backend("127.0.0.1", 0);
+    let (stat, static_seen) = recording_backend("127.0.0.2", 0);
+    let port = free_port();
+    let conf = dir.join("t.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "prefork 1\ntable <web> {{ 127.0.0.1 }}\ntable <static> {{ 127.0.0.2 }}\n\
+             http protocol \"p\" {{\n{protocol_body}\n}}\n\
+             relay \"r\" {{\n\tlisten on 127.0.0.1 port {port}\n\tprotocol \"p\"\n\
+             \tforward to <web> port {web}\n\tforward to <static> port {stat}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let plan = dir.join("plan.bin");
+    let argv: Vec<std::ffi::OsString> = [
+        "relaydc",
+        "compile",
+        conf.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    assert_eq!(
+        relaydc::cli::run(argv, &mut o, &mut e),
+        0,
+        "{}",
+        String::from_utf8_lossy(&e)
+    );
+    (Relay::start(&plan), port, web_seen, static_seen, dir)
+}
+
+#[test]
+fn a_rule_picks_the_table_per_request() {
+    let (relay, port, web, stat, dir) = two_tables(
+        "tables",
+        "\tmatch request path \"/static/*\" forward to <static>",
+    );
+    let a = exchange(port, "GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n");
+    let b = exchange(port, "GET /static/app.js HTTP/1.0\r\nHost: x\r\n\r\n");
+    assert!(
+        a.starts_with("HTTP/1.1 200 OK") && b.starts_with("HTTP/1.1 200 OK"),
+        "{a}\n{b}"
+    );
+    let first = |v: &Arc<Mutex<Vec<String>>>| -> Vec<String> {
+        v.lock()
+            .unwrap()
+            .iter()
+            .map(|h| h.lines().next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(
+        first(&web),
+        ["GET /index.html HTTP/1.0"],
+        "log:\n{}",
+        relay.log()
+    );
+    assert_eq!(
+        first(&stat),
+        ["GET /static/app.js HTTP/1.0"],
+        "log:\n{}",
+        relay.log()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn oversized_heads_get_413_and_curl_sees_the_pages() {
+    let (relay, port, seen, dir) = current_relay(
+        "limits",
+        "\treturn error\n\thttp headerlen 256\n\tblock request quick header \"User-Agent\" value \"*bot*\" label \"no bots\"",
+    );
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "x".repeat(400)
+    );
+    let resp = exchange(port, &big);
+    assert!(
+        resp.starts_with("HTTP/1.0 413 Payload Too Large\r\n"),
+        "{resp}"
+    );
+    relay.wait_log(|l| l.contains("request headers too large (413 Payload Too Large)"));
+    // A real client: curl gets the block page, then a normal answer.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-i",
+            "-A",
+            "crawlbot/2",
+            &format!("http://127.0.0.1:{port}/x"),
+        ])
+        .output()
+        .expect("curl (scripts/test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("HTTP/1.0 403 Forbidden\r\n") && text.contains("no bots"),
+        "{text}"
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "-i", &format!("http://127.0.0.1:{port}/y")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("ok"),
+        "{text}"
+    );
+    let heads = seen.lock().unwrap().clone();
+    assert_eq!(
+        heads.len(),
+        1,
+        "only the last request may reach the backend: {heads:?}"
+    );
+    assert!(heads[0].starts_with("GET /y HTTP/1.1\r\n"), "{heads:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
