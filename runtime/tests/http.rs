@@ -594,3 +594,117 @@ fn oversized_heads_get_413_and_curl_sees_the_pages() {
     assert!(heads[0].starts_with("GET /y HTTP/1.1\r\n"), "{heads:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A backend that answers a websocket upgrade with 101 and then echoes raw bytes.
+fn websocket_backend() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+                loop {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if s.write_all(&chunk[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn websocket_relay(tag: &str, websockets: bool) -> (Relay, u16, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("relayd-run-ws-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let back = websocket_backend();
+    let port = free_port();
+    let conf = dir.join("ws.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "http protocol \"ws\" {{\n\treturn error\n\thttp {}websockets\n}}\n\
+             relay \"ws\" {{\n\tlisten on 127.0.0.1 port {port}\n\tprotocol \"ws\"\n\tforward to 127.0.0.1 port {back}\n}}\n",
+            if websockets { "" } else { "no " }
+        ),
+    )
+    .unwrap();
+    let plan = dir.join("plan.bin");
+    let argv: Vec<std::ffi::OsString> = [
+        "relaydc",
+        "compile",
+        conf.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    assert_eq!(
+        relaydc::cli::run(argv, &mut o, &mut e),
+        0,
+        "{}",
+        String::from_utf8_lossy(&e)
+    );
+    (Relay::start(&plan), port, dir)
+}
+
+#[test]
+fn websocket_upgrades_switch_to_raw_bytes_only_when_allowed() {
+    let upgrade =
+        "GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let (_relay, port, dir) = websocket_relay("on", true);
+    let t0 = Instant::now();
+    let mut c = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(c) => break c,
+            Err(_) if t0.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(upgrade.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the 101");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 101 "),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // Raw bytes both ways now, not HTTP.
+    c.write_all(b"\x81\x05hello").unwrap();
+    let mut echo = [0u8; 7];
+    c.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"\x81\x05hello");
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+    // With websockets off, the upgrade is refused before any backend sees it.
+    let (_relay, port, dir) = websocket_relay("off", false);
+    let resp = exchange(port, upgrade);
+    assert!(resp.starts_with("HTTP/1.0 403 Forbidden\r\n"), "{resp}");
+    assert!(resp.contains("Websocket Forbidden"), "{resp}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
