@@ -10,25 +10,15 @@
 )]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_relayd-run");
+mod common;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{compile, connect_when_ready, free_port, temp_dir, workspace, Relay};
 
 /// A backend that records every request head it receives (health checks included),
 /// answers each with `Server: TestServer` and a 2-byte body, and keeps the connection.
@@ -71,17 +61,7 @@ fn recording_backend(ip: &str, port: u16) -> (u16, Arc<Mutex<Vec<String>>>) {
 
 /// Sends `request`, returns the response (head and a Content-Length body, or up to EOF).
 fn exchange(port: u16, request: &str) -> String {
-    let t0 = Instant::now();
-    let mut c = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(c) => break c,
-            Err(_) if t0.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("relay never accepted: {e}"),
-        }
-    };
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = connect_when_ready(port);
     c.write_all(request.as_bytes()).unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -107,59 +87,9 @@ fn exchange(port: u16, request: &str) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-struct Relay(Child, Arc<Mutex<String>>);
-
-impl Relay {
-    fn start(plan: &Path) -> Relay {
-        let mut child = Command::new(BIN)
-            .arg("-d")
-            .arg(plan)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let l = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut b = [0u8; 4096];
-            while let Ok(n) = err.read(&mut b) {
-                if n == 0 {
-                    break;
-                }
-                l.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&b[..n]));
-            }
-        });
-        Relay(child, log)
-    }
-    fn log(&self) -> String {
-        self.1.lock().unwrap().clone()
-    }
-    fn wait_log(&self, pred: impl Fn(&str) -> bool) -> String {
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(15) {
-            if pred(&self.log()) {
-                return self.log();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("timed out; log:\n{}", self.log());
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn seed_example_1_filters_and_rewrites() {
-    let dir = std::env::temp_dir().join(format!("relayd-run-http-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("seed1");
     let (bport, seen) = recording_backend("127.0.0.1", 0);
     let (_, seen2) = recording_backend("127.0.0.2", bport);
     let (_, seen3) = recording_backend("127.0.0.3", bport);
@@ -173,30 +103,16 @@ fn seed_example_1_filters_and_rewrites() {
     let conf_path = dir.join("example1.conf");
     std::fs::write(&conf_path, &conf).unwrap();
     let plan = dir.join("plan.bin");
-    let argv: Vec<std::ffi::OsString> = [
-        "relaydc".to_string(),
-        "compile".into(),
-        "-D".into(),
-        format!("relayd_port={port}"),
-        "-D".into(),
-        format!("web_port={bport}"),
-        conf_path.to_string_lossy().into(),
-        "-o".into(),
-        plan.to_string_lossy().into(),
-    ]
-    .into_iter()
-    .map(Into::into)
-    .collect();
-    let (mut o, mut e) = (Vec::new(), Vec::new());
-    assert_eq!(
-        relaydc::cli::run(argv, &mut o, &mut e),
-        0,
-        "{}",
-        String::from_utf8_lossy(&e)
+    compile(
+        &conf_path,
+        &[format!("relayd_port={port}"), format!("web_port={bport}")],
+        &plan,
     );
-    let relay = Relay::start(&plan);
+    let relay = Relay::start(&plan, &[]);
     // The http checks bring the three hosts up (relayd logs state changes with -d).
-    relay.wait_log(|l| l.matches("state unknown -> up").count() >= 3);
+    relay.wait_log("a log line", |l| {
+        l.matches("state unknown -> up").count() >= 3
+    });
 
     let all = || -> Vec<String> {
         let mut v = seen.lock().unwrap().clone();
@@ -256,9 +172,7 @@ fn seed_example_1_filters_and_rewrites() {
 
 /// Starts a current-syntax HTTP relay in front of one recording backend.
 fn current_relay(tag: &str, protocol_body: &str) -> (Relay, u16, Arc<Mutex<Vec<String>>>, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("relayd-run-http-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir(tag);
     let (bport, seen) = recording_backend("127.0.0.1", 0);
     let port = free_port();
     let conf = dir.join("r.conf");
@@ -271,24 +185,8 @@ fn current_relay(tag: &str, protocol_body: &str) -> (Relay, u16, Arc<Mutex<Vec<S
     )
     .unwrap();
     let plan = dir.join("plan.bin");
-    let argv: Vec<std::ffi::OsString> = [
-        "relaydc",
-        "compile",
-        conf.to_str().unwrap(),
-        "-o",
-        plan.to_str().unwrap(),
-    ]
-    .into_iter()
-    .map(Into::into)
-    .collect();
-    let (mut o, mut e) = (Vec::new(), Vec::new());
-    assert_eq!(
-        relaydc::cli::run(argv, &mut o, &mut e),
-        0,
-        "{}",
-        String::from_utf8_lossy(&e)
-    );
-    (Relay::start(&plan), port, seen, dir)
+    compile(&conf, &[], &plan);
+    (Relay::start(&plan, &[]), port, seen, dir)
 }
 
 #[test]
@@ -343,12 +241,12 @@ fn malformed_requests_never_reach_the_backend() {
             resp.starts_with(&format!("{status}\r\n")),
             "{req:?} -> {resp}"
         );
-        relay.wait_log(|l| l.contains(msg));
+        relay.wait_log("a log line", |l| l.contains(msg));
     }
     // A bad chunk size: the head passed (the backend saw it), the body did not.
     let before = seen.lock().unwrap().len();
     let _ = exchange(port, "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0x4\r\nabcd\r\n0\r\n\r\n");
-    relay.wait_log(|l| l.contains("invalid chunk size"));
+    relay.wait_log("a log line", |l| l.contains("invalid chunk size"));
     let got = seen.lock().unwrap().clone();
     assert!(got.len() <= before + 1, "{got:?}");
     assert!(
@@ -390,7 +288,7 @@ fn current_rules_rewrite_block_and_log() {
         "the blocked request reached the backend"
     );
     // Close lines: the logged header, the methods, the removed response header.
-    let log = relay.wait_log(|l| l.contains("Forbidden (403 Forbidden)"));
+    let log = relay.wait_log("a log line", |l| l.contains("Forbidden (403 Forbidden)"));
     assert!(
         log.contains(", 0, 127.0.0.1 -> 127.0.0.1:")
             && log.contains(", done, [User-Agent: probe/1] GET;\n"),
@@ -410,17 +308,7 @@ fn current_rules_rewrite_block_and_log() {
 #[test]
 fn keep_alive_pipelining_and_chunked_bodies() {
     let (relay, port, seen, dir) = current_relay("pipeline", "\tpass");
-    let t0 = Instant::now();
-    let mut c = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(c) => break c,
-            Err(_) if t0.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("relay never accepted: {e}"),
-        }
-    };
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = connect_when_ready(port);
     // Three requests in one write: a GET, a chunked POST (with a trailer), a GET.
     let reqs = "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n\
                 POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5\r\npedia\r\n0\r\nX-Trailer: t\r\n\r\n\
@@ -452,7 +340,7 @@ fn keep_alive_pipelining_and_chunked_bodies() {
         ]
     );
     drop(c);
-    let log = relay.wait_log(|l| l.contains(", done"));
+    let log = relay.wait_log("a log line", |l| l.contains(", done"));
     assert!(
         log.contains(", done, GET POST GET"),
         "one session, three requests: {log}"
@@ -472,9 +360,7 @@ fn two_tables(
     Arc<Mutex<Vec<String>>>,
     PathBuf,
 ) {
-    let dir = std::env::temp_dir().join(format!("relayd-run-http-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir(tag);
     let (web, web_seen) = recording_backend("127.0.0.1", 0);
     let (stat, static_seen) = recording_backend("127.0.0.2", 0);
     let port = free_port();
@@ -490,24 +376,8 @@ fn two_tables(
     )
     .unwrap();
     let plan = dir.join("plan.bin");
-    let argv: Vec<std::ffi::OsString> = [
-        "relaydc",
-        "compile",
-        conf.to_str().unwrap(),
-        "-o",
-        plan.to_str().unwrap(),
-    ]
-    .into_iter()
-    .map(Into::into)
-    .collect();
-    let (mut o, mut e) = (Vec::new(), Vec::new());
-    assert_eq!(
-        relaydc::cli::run(argv, &mut o, &mut e),
-        0,
-        "{}",
-        String::from_utf8_lossy(&e)
-    );
-    (Relay::start(&plan), port, web_seen, static_seen, dir)
+    compile(&conf, &[], &plan);
+    (Relay::start(&plan, &[]), port, web_seen, static_seen, dir)
 }
 
 #[test]
@@ -559,7 +429,9 @@ fn oversized_heads_get_413_and_curl_sees_the_pages() {
         resp.starts_with("HTTP/1.0 413 Payload Too Large\r\n"),
         "{resp}"
     );
-    relay.wait_log(|l| l.contains("request headers too large (413 Payload Too Large)"));
+    relay.wait_log("a log line", |l| {
+        l.contains("request headers too large (413 Payload Too Large)")
+    });
     // A real client: curl gets the block page, then a normal answer.
     let out = Command::new("curl")
         .args([
@@ -629,9 +501,7 @@ fn websocket_backend() -> u16 {
 }
 
 fn websocket_relay(tag: &str, websockets: bool) -> (Relay, u16, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("relayd-run-ws-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir(tag);
     let back = websocket_backend();
     let port = free_port();
     let conf = dir.join("ws.conf");
@@ -645,24 +515,8 @@ fn websocket_relay(tag: &str, websockets: bool) -> (Relay, u16, PathBuf) {
     )
     .unwrap();
     let plan = dir.join("plan.bin");
-    let argv: Vec<std::ffi::OsString> = [
-        "relaydc",
-        "compile",
-        conf.to_str().unwrap(),
-        "-o",
-        plan.to_str().unwrap(),
-    ]
-    .into_iter()
-    .map(Into::into)
-    .collect();
-    let (mut o, mut e) = (Vec::new(), Vec::new());
-    assert_eq!(
-        relaydc::cli::run(argv, &mut o, &mut e),
-        0,
-        "{}",
-        String::from_utf8_lossy(&e)
-    );
-    (Relay::start(&plan), port, dir)
+    compile(&conf, &[], &plan);
+    (Relay::start(&plan, &[]), port, dir)
 }
 
 #[test]
@@ -670,17 +524,7 @@ fn websocket_upgrades_switch_to_raw_bytes_only_when_allowed() {
     let upgrade =
         "GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
     let (_relay, port, dir) = websocket_relay("on", true);
-    let t0 = Instant::now();
-    let mut c = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(c) => break c,
-            Err(_) if t0.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = connect_when_ready(port);
     c.write_all(upgrade.as_bytes()).unwrap();
     let mut got = Vec::new();
     let mut chunk = [0u8; 1024];
