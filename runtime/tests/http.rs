@@ -328,7 +328,13 @@ fn keep_alive_pipelining_and_chunked_bodies() {
     let text = String::from_utf8_lossy(&got);
     assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 3, "{text}");
     // The recording backend splits what it receives at blank lines: the chunked body
-    // (re-framed by the relay, trailer included) shows as its own piece, in order.
+    // (re-framed by the relay, trailer included) shows as its own piece, in order. It
+    // answers that piece too, so the client's third answer can come before the backend
+    // has read the third request: wait for it (bounded).
+    let t0 = Instant::now();
+    while seen.lock().unwrap().len() < 4 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let heads = seen.lock().unwrap().clone();
     assert_eq!(
         heads,
