@@ -558,3 +558,28 @@ fn websocket_upgrades_switch_to_raw_bytes_only_when_allowed() {
     assert!(resp.contains("Websocket Forbidden"), "{resp}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn options_rewrite_paths_cookies_and_use_runtime_macros() {
+    let body = "\tmatch request path \"/app/*\" path strip 1\n\
+                \tmatch request header set \"X-Host\" value \"$HOST\"\n\
+                \tmatch request header set \"X-Client\" value \"$REMOTE_ADDR:$REMOTE_PORT\"\n\
+                \tmatch request cookie append \"seen\" value \"yes\"\n\
+                \tmatch request header remove \"X-Secret\"";
+    let (_relay, port, seen, dir) = current_relay("options", body);
+    let resp = exchange(
+        port,
+        "GET /app/v1/list?x=1 HTTP/1.1\r\nHost: shop.example\r\nX-Secret: s3cr3t\r\nConnection: keep-alive\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    let head = seen.lock().unwrap()[0].clone();
+    assert!(
+        head.starts_with("GET /v1/list?x=1 HTTP/1.1\r\n"),
+        "path strip 1: {head}"
+    );
+    assert!(head.contains("X-Host: shop.example\r\n"), "{head}");
+    assert!(head.contains("X-Client: 127.0.0.1:"), "{head}");
+    assert!(head.contains("Cookie: seen=yes;\r\n"), "{head}");
+    assert!(!head.contains("X-Secret"), "{head}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
