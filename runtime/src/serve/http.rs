@@ -111,6 +111,11 @@ struct Session<'a> {
     hasher: Hasher,
     backend: Option<(Conn, SocketAddr)>,
     backend_table: Option<u32>,
+    /// Reused from message to message: the head written out, and the start line's
+    /// version and status code as sent.
+    out: Vec<u8>,
+    version: Vec<u8>,
+    code: Vec<u8>,
 }
 
 pub async fn run(
@@ -141,6 +146,9 @@ pub async fn run(
         hasher: Hasher::new(&w.shared.relay_keys[relay]),
         backend: None,
         backend_table: None,
+        out: Vec::with_capacity(1024),
+        version: Vec::with_capacity(16),
+        code: Vec::with_capacity(8),
     };
     let mut client = Conn::new(client);
     let stop = s.serve(&mut client).await;
@@ -237,7 +245,8 @@ impl Session<'_> {
             else {
                 return Stop::Done;
             };
-            let version = version.of(client.data()).to_vec();
+            self.version.clear();
+            self.version.extend_from_slice(version.of(client.data()));
             client.consume(head_len);
             let method = Method::from_bytes(&head.method);
             head.direction = Some(Direction::Request);
@@ -312,9 +321,9 @@ impl Session<'_> {
                 head.headers
                     .retain(|(n, _)| !n.eq_ignore_ascii_case(b"Content-Length"));
             }
-            let mut out = Vec::with_capacity(512);
-            http::write_head_verbatim(&head, &version, b"", &mut out);
-            if let Err(e) = server.stream.write_all(&out).await {
+            self.out.clear();
+            http::write_head_verbatim(&head, &self.version, b"", &mut self.out);
+            if let Err(e) = server.stream.write_all(&self.out).await {
                 return io_stop(&e);
             }
             if let Err(stop) = forward_body(client, server, framing.body, self.idle).await {
@@ -351,10 +360,10 @@ impl Session<'_> {
             else {
                 return Stop::Done;
             };
-            let (version, code) = (
-                version.of(server.data()).to_vec(),
-                code.of(server.data()).to_vec(),
-            );
+            self.version.clear();
+            self.version.extend_from_slice(version.of(server.data()));
+            self.code.clear();
+            self.code.extend_from_slice(code.of(server.data()));
             server.consume(head_len);
             head.direction = Some(Direction::Response);
             let backend_ip = self.backend.as_ref().map(|(_, a)| *a);
@@ -415,9 +424,9 @@ impl Session<'_> {
             let Some((server, _)) = self.backend.as_mut() else {
                 return Stop::Done;
             };
-            let mut out = Vec::with_capacity(512);
-            http::write_head_verbatim(&head, &version, &code, &mut out);
-            if let Err(e) = client.stream.write_all(&out).await {
+            self.out.clear();
+            http::write_head_verbatim(&head, &self.version, &self.code, &mut self.out);
+            if let Err(e) = client.stream.write_all(&self.out).await {
                 return io_stop(&e);
             }
             if upgrade {
