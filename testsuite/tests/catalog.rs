@@ -3,7 +3,8 @@
 //! * `spec/diagnostics.md` is exactly what the catalog collects
 //!   (`UPDATE_EXPECT=1` rewrites it);
 //! * every code is triggered by a file in `corpus/invalid/` (its `# codes:` header),
-//!   and every code a corpus file names exists;
+//!   has a close-but-clean file in `corpus/valid/` named after it, and every code a
+//!   corpus file names exists;
 //! * `relaydc explain` prints each code's explanation.
 
 #![allow(
@@ -68,6 +69,38 @@ fn every_code_has_an_invalid_corpus_case() {
         missing.is_empty(),
         "codes without a corpus/invalid case: {missing:?}"
     );
+}
+
+/// Every code also has a close-but-clean case: a `corpus/valid/` file named after it
+/// (`RD0302-unknown-service-fixed.conf`) that must not trigger it.
+#[test]
+fn every_code_has_a_close_but_clean_corpus_case() {
+    let names: Vec<String> = std::fs::read_dir(workspace().join("corpus/valid"))
+        .expect("corpus/valid")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".conf"))
+        .collect();
+    let missing: Vec<&str> = CATALOG
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| !names.iter().any(|n| n.starts_with(id)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "codes without a close-but-clean corpus/valid case: {missing:?}"
+    );
+    // And such a file never reports its own code.
+    for n in &names {
+        let Some(id) = n.get(..6).filter(|p| p.starts_with("RD")) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(workspace().join("corpus/valid").join(n)).unwrap();
+        assert!(
+            !header_codes(&text).contains(id),
+            "corpus/valid/{n} expects its own code {id}"
+        );
+    }
 }
 
 #[test]
