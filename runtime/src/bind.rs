@@ -121,9 +121,9 @@ pub fn bind(plan: &mut Plan, keys: &mut Keys, root: &Root) -> Result<(), Vec<Bin
     }
 }
 
-/// The first address of a name; `.invalid` never resolves (RFC 6761).
+/// The first address of a name (never for `.invalid`, as the compiler).
 fn resolve(name: &str) -> Option<IpAddr> {
-    if name.trim_end_matches('.').ends_with(".invalid") || name == "invalid" {
+    if relaydc_spec::plan::never_resolves(name) {
         return None;
     }
     (name, 0u16)

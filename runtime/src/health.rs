@@ -42,54 +42,50 @@ pub async fn run(shared: Arc<Shared>, log_changes: bool) {
     let plan = &shared.plan;
     let mut health: Vec<Health> = vec![Health::default(); plan.hosts.len()];
     let interval = Duration::from_secs(u64::from(plan.globals.interval_s.max(1)));
+    // Children by parent (relayd host ids are index + 1), computed once.
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); plan.hosts.len()];
+    for (i, h) in plan.hosts.iter().enumerate() {
+        if let Some(p) = h.parent.and_then(|p| p.checked_sub(1)) {
+            if let Some(c) = children.get_mut(p as usize) {
+                c.push(i);
+            }
+        }
+    }
     let mut tick: u64 = 0;
     loop {
         let started = Instant::now();
-        let mut results = Vec::new();
-        {
-            let mut checks = Vec::new();
-            for t in plan.tables.iter().filter(|t| !t.disabled && runs(&t.check)) {
-                if !checked_on_tick(t.skip, tick) {
+        let mut checks = tokio::task::JoinSet::new();
+        for t in plan.tables.iter().filter(|t| !t.disabled && runs(&t.check)) {
+            if !checked_on_tick(t.skip, tick) {
+                continue;
+            }
+            for &h in &t.hosts {
+                let host = &plan.hosts[h as usize];
+                if host.parent.is_some() {
                     continue;
                 }
-                for &h in &t.hosts {
-                    let host = &plan.hosts[h as usize];
-                    if host.parent.is_some() {
-                        continue;
-                    }
-                    let Address::Ip(ip) = host.address else {
-                        continue;
+                let Address::Ip(ip) = host.address else {
+                    continue;
+                };
+                let addr = SocketAddr::new(ip, t.port);
+                let timeout = Duration::from_millis(u64::from(t.timeout_ms.max(1)));
+                let check = t.check.clone();
+                checks.spawn(async move {
+                    let t0 = Instant::now();
+                    // The table timeout is the whole check's budget.
+                    let o = match tokio::time::timeout(timeout, one(&check, addr)).await {
+                        Ok(o) => o,
+                        Err(_) => timed_out(&check),
                     };
-                    let addr = SocketAddr::new(ip, t.port);
-                    let timeout = Duration::from_millis(u64::from(t.timeout_ms.max(1)));
-                    let check = t.check.clone();
-                    checks.push(async move {
-                        let t0 = Instant::now();
-                        // The table timeout is the whole check's budget.
-                        let o = match tokio::time::timeout(timeout, one(&check, addr)).await {
-                            Ok(o) => o,
-                            Err(_) => timed_out(&check),
-                        };
-                        (h as usize, o, t0.elapsed())
-                    });
-                }
-            }
-            for r in futures_join_all(checks).await {
-                results.push(r);
+                    (h as usize, o, t0.elapsed())
+                });
             }
         }
-        for (h, o, took) in results {
+        while let Some(r) = checks.join_next().await {
+            let Ok((h, o, took)) = r else { continue };
             record(&shared, &mut health, h, &o, took, log_changes);
-            // Children copy the parent's raw result (relayd host ids: index + 1).
-            let id = h as u32 + 1;
-            let children: Vec<usize> = plan
-                .hosts
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.parent == Some(id))
-                .map(|(i, _)| i)
-                .collect();
-            for c in children {
+            // Children copy the parent's raw result.
+            for &c in children.get(h).map_or(&[][..], Vec::as_slice) {
                 record(&shared, &mut health, c, &o, took, log_changes);
             }
         }
@@ -334,31 +330,4 @@ fn http_result(expect: &HttpExpect, buf: &[u8]) -> Outcome {
             }
         }
     }
-}
-
-/// Runs the futures concurrently on this task (no allocation per poll beyond the vec).
-async fn futures_join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut set = Vec::with_capacity(futs.len());
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }

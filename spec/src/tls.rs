@@ -1125,6 +1125,34 @@ pub fn join_and(items: &[&str]) -> String {
     }
 }
 
+/// The files relayd tries for keypair `name` of a relay listening on `port`
+/// (relay.c `relay_load_certfiles`): `/etc/ssl/NAME:PORT.crt` with
+/// `/etc/ssl/private/NAME:PORT.key`, then the same without `:PORT`, certificate and key
+/// as a pair; OCSP staples beside the certificates. The compiler embeds what it finds,
+/// a late-bound plan keeps these lists for the runtime to try in the same order.
+pub struct KeypairPaths {
+    pub certs: [String; 2],
+    pub keys: [String; 2],
+    pub ocsp: [String; 2],
+}
+
+pub fn keypair_paths(name: &str, port: impl std::fmt::Display) -> KeypairPaths {
+    KeypairPaths {
+        certs: [
+            format!("/etc/ssl/{name}:{port}.crt"),
+            format!("/etc/ssl/{name}.crt"),
+        ],
+        keys: [
+            format!("/etc/ssl/private/{name}:{port}.key"),
+            format!("/etc/ssl/private/{name}.key"),
+        ],
+        ocsp: [
+            format!("/etc/ssl/{name}:{port}.ocsp"),
+            format!("/etc/ssl/{name}.ocsp"),
+        ],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,19 +119,14 @@ fn relay(ctx: &mut Ctx, b: &Block<RlyOpt>, protocols: &[&Protocol]) {
     }
     for kp in keypairs {
         let name = &kp.name;
+        let default = relaydc_spec::tls::keypair_paths(name, &port);
         let certs = match kp.cert {
             Some(c) => vec![c.node.clone()],
-            None => vec![
-                format!("/etc/ssl/{name}:{port}.crt"),
-                format!("/etc/ssl/{name}.crt"),
-            ],
+            None => default.certs.to_vec(),
         };
         let keys = match kp.key {
             Some(k) => vec![k.node.clone()],
-            None => vec![
-                format!("/etc/ssl/private/{name}:{port}.key"),
-                format!("/etc/ssl/private/{name}.key"),
-            ],
+            None => default.keys.to_vec(),
         };
         // relayd tries NAME:PORT first, then NAME, as a pair.
         let last_key = keys.last().cloned().unwrap_or_default();

@@ -44,9 +44,7 @@ impl<'a> Binder<'a> {
         if self.binding == Binding::Late {
             return Address::Name(text.to_string());
         }
-        // RFC 6761: `.invalid` never resolves; do not ask a resolver.
-        let invalid = text.trim_end_matches('.').ends_with(".invalid") || text == "invalid";
-        let resolved = if invalid {
+        let resolved = if plan::never_resolves(text) {
             None
         } else {
             (text, 0u16)
@@ -129,26 +127,18 @@ impl<'a> Binder<'a> {
                         .map(|(_, _, p)| p.clone())
                 })
             };
+            let default = relaydc_spec::tls::keypair_paths(&name, port);
             let certs = match explicit(ir::KeypairFile::Cert) {
                 Some(p) => vec![p],
-                None => vec![
-                    format!("/etc/ssl/{name}:{port}.crt"),
-                    format!("/etc/ssl/{name}.crt"),
-                ],
+                None => default.certs.to_vec(),
             };
             let keys = match explicit(ir::KeypairFile::Key) {
                 Some(p) => vec![p],
-                None => vec![
-                    format!("/etc/ssl/private/{name}:{port}.key"),
-                    format!("/etc/ssl/private/{name}.key"),
-                ],
+                None => default.keys.to_vec(),
             };
             let ocsp = match explicit(ir::KeypairFile::Ocsp) {
                 Some(p) => vec![p],
-                None => vec![
-                    format!("/etc/ssl/{name}:{port}.ocsp"),
-                    format!("/etc/ssl/{name}.ocsp"),
-                ],
+                None => default.ocsp.to_vec(),
             };
             let keypair = if self.binding == Binding::Late {
                 Keypair {

@@ -127,16 +127,20 @@ pub fn choose(
     let (forward, table, mode) = tables[which];
     let t = &plan.tables[table as usize];
     let has_check = status[which].has_check;
-    let up: Vec<bool> = t
-        .hosts
-        .iter()
-        .map(|h| {
-            balance::counts_as_up(
-                has_check,
-                shared.host_up[*h as usize].load(Ordering::Relaxed),
-            )
-        })
-        .collect();
+    // A relay table has at most 32 hosts (the compiler refuses more; relayd aborts):
+    // the states fit an array, no allocation per session.
+    if t.hosts.len() > balance::MAX_HOSTS {
+        return Choice::None;
+    }
+    let mut states = [false; balance::MAX_HOSTS];
+    let n = t.hosts.len().min(balance::MAX_HOSTS);
+    for (slot, h) in states.iter_mut().zip(&t.hosts) {
+        *slot = balance::counts_as_up(
+            has_check,
+            shared.host_up[*h as usize].load(Ordering::Relaxed),
+        );
+    }
+    let up = &states[..n];
     let Some(l) = r.listeners.get(listener) else {
         return Choice::None;
     };
@@ -160,7 +164,7 @@ pub fn choose(
     };
     let picked = balance::pick(
         mode,
-        &up,
+        up,
         state,
         PickInputs {
             hasher,

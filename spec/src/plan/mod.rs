@@ -426,3 +426,10 @@ pub fn decode_keys(bytes: &[u8]) -> Result<Keys, DecodeError> {
         .map_err(|e| DecodeError(e.to_string()))?;
     rkyv::deserialize::<Keys, rkyv::rancor::Error>(archived).map_err(|e| DecodeError(e.to_string()))
 }
+
+/// Names under `.invalid` never resolve (RFC 6761): the compiler and the runtime refuse
+/// them without asking a resolver.
+pub fn never_resolves(name: &str) -> bool {
+    let n = name.trim_end_matches('.');
+    n == "invalid" || n.ends_with(".invalid")
+}
