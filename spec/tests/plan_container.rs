@@ -197,13 +197,14 @@ fn every_bit_flip_is_refused() {
 #[test]
 fn wrong_version() {
     let mut file = sample();
-    file[8..12].copy_from_slice(&2u32.to_le_bytes());
+    // A plan of the previous format (1: before `nodelay` could be left unset).
+    file[8..12].copy_from_slice(&1u32.to_le_bytes());
     reseal(&mut file);
     let err = open(&file).unwrap_err();
-    assert_eq!(err, ContainerError::WrongVersion { found: 2 });
+    assert_eq!(err, ContainerError::WrongVersion { found: 1 });
     let msg = err.to_string();
-    assert!(msg.contains("version 2"), "{msg}");
-    assert!(msg.contains("reads version 1"), "{msg}");
+    assert!(msg.contains("version 1"), "{msg}");
+    assert!(msg.contains("reads version 2"), "{msg}");
     assert!(msg.contains(REBUILD_COMMAND), "{msg}");
     // Also without resealing: the version is judged before the checksum.
     let mut file = sample();

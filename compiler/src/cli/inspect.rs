@@ -397,8 +397,12 @@ fn dump(s: &mut String, p: &Plan) {
         let t = &pr.tcp;
         let _ = writeln!(
             s,
-            "  tcp: {}nodelay, {}sack, {}splice, backlog {}{}{}{}",
-            if t.nodelay { "" } else { "no " },
+            "  tcp: {}, {}sack, {}splice, backlog {}{}{}{}",
+            match t.nodelay {
+                Some(true) => "nodelay",
+                Some(false) => "no nodelay",
+                None => "nodelay (default)",
+            },
             if t.sack { "" } else { "no " },
             if t.splice { "" } else { "no " },
             t.backlog,

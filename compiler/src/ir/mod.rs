@@ -223,7 +223,7 @@ pub struct Protocol {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpOptions {
-    pub nodelay: bool,
+    pub nodelay: Option<bool>,
     pub sack: bool,
     pub splice: bool,
     pub backlog: u32,
@@ -235,7 +235,7 @@ pub struct TcpOptions {
 impl Default for TcpOptions {
     fn default() -> Self {
         TcpOptions {
-            nodelay: false,
+            nodelay: None,
             sack: false,
             splice: true,
             backlog: 10,

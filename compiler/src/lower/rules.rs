@@ -534,7 +534,7 @@ fn tcp_options(tcp: &mut TcpOptions, opts: &[ast::Sp<TcpOpt>]) {
     for o in opts {
         match &o.node {
             TcpOpt::Sack(on) => tcp.sack = *on,
-            TcpOpt::Nodelay(on) => tcp.nodelay = *on,
+            TcpOpt::Nodelay(on) => tcp.nodelay = Some(*on),
             TcpOpt::Splice(on) => tcp.splice = *on,
             TcpOpt::Backlog(n) if n.node >= 0 => tcp.backlog = n.node.min(1024) as u32,
             TcpOpt::SocketBuffer(n) if n.node >= 0 => {

@@ -460,9 +460,8 @@ impl Session<'_> {
                 error: errno_text(0),
             });
         };
-        match super::session::connect(addr, retry, self.idle).await {
+        match super::session::connect(addr, retry, self.idle, &self.proto.tcp).await {
             Ok(s) => {
-                tune(&s, &self.proto.tcp);
                 self.backend = Some((Conn::new(s), addr));
                 self.backend_table = self.filter.table;
                 self.filter.backend_cleared = false;

@@ -48,7 +48,7 @@ pub fn bind_all(plan: &Plan) -> Result<Vec<Bound>, ServeError> {
 /// relayd's defaults for the built-in tcp protocol.
 pub fn default_tcp() -> TcpOptions {
     TcpOptions {
-        nodelay: false,
+        nodelay: None,
         sack: false,
         splice: true,
         backlog: 10,
@@ -70,12 +70,29 @@ fn listen(addr: SocketAddr, tcp: &TcpOptions) -> std::io::Result<TcpListener> {
         s.set_recv_buffer_size(b as usize)?;
         s.set_send_buffer_size(b as usize)?;
     }
-    if let Some(ttl) = tcp.ip_ttl {
-        s.set_ttl(u32::from(ttl))?;
+    if tcp.ip_ttl.is_some() || tcp.ip_minttl.is_some() {
+        ip_options(&s, addr.is_ipv6(), tcp)?;
     }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     // relayd's `backlog` (default 10).
     s.listen(tcp.backlog.min(i32::MAX as u32) as i32)?;
     Ok(s.into())
+}
+
+/// `ip ttl` and `ip minttl`, by address family as relayd's relay_socket sets them
+/// (IP_TTL / IPV6_UNICAST_HOPS, IP_MINTTL / IPV6_MINHOPCOUNT). Accepted sockets inherit
+/// them from the listener; backend sockets get them after connecting.
+pub fn ip_options(s: &Socket, ipv6: bool, tcp: &TcpOptions) -> std::io::Result<()> {
+    if let Some(ttl) = tcp.ip_ttl {
+        if ipv6 {
+            s.set_unicast_hops_v6(u32::from(ttl))?;
+        } else {
+            s.set_ttl(u32::from(ttl))?;
+        }
+    }
+    if let Some(min) = tcp.ip_minttl {
+        super::minttl::set(s, ipv6, min)?;
+    }
+    Ok(())
 }

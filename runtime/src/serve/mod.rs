@@ -16,8 +16,10 @@
 
 mod http;
 mod listen;
+mod minttl;
 mod pool;
 mod session;
+mod splice;
 mod worker;
 
 use crate::{health, log};

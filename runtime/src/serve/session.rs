@@ -10,7 +10,6 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -81,11 +80,11 @@ pub async fn run(
                 error: Some(errno_text(0)),
             },
         ),
-        Choice::Backend { addr, retry } => match connect(addr, retry, timeout).await {
-            Ok(server) => {
-                tune(&server, &tcp);
-                (Some(addr), copy(client, server, timeout, &w.buffers).await)
-            }
+        Choice::Backend { addr, retry } => match connect(addr, retry, timeout, &tcp).await {
+            Ok(server) => (
+                Some(addr),
+                copy(client, server, timeout, &w, tcp.splice).await,
+            ),
             Err(e) => (
                 Some(addr),
                 End {
@@ -100,32 +99,38 @@ pub async fn run(
 }
 
 pub fn tune(s: &TcpStream, tcp: &TcpOptions) {
-    // Always TCP_NODELAY, whatever `nodelay` says: relayd-run writes whole buffers, so
-    // Nagle could only hold a response's last partial segment back until the peer's
-    // delayed ACK (40 ms and more per response, measured with `testsuite/bench/relay`).
-    // relayd splices TCP relays in the kernel, where the question does not arise.
-    let _ = tcp.nodelay;
-    let _ = s.set_nodelay(true);
+    let _ = s.set_nodelay(nodelay(tcp));
     let sock = socket2::SockRef::from(s);
     if let Some(b) = tcp.socket_buffer {
         let _ = sock.set_recv_buffer_size(b as usize);
         let _ = sock.set_send_buffer_size(b as usize);
     }
-    if let Some(ttl) = tcp.ip_ttl {
-        let _ = sock.set_ttl(u32::from(ttl));
-    }
+    let ipv6 = s.local_addr().is_ok_and(|a| a.is_ipv6());
+    let _ = super::listen::ip_options(&sock, ipv6, tcp);
+}
+
+/// TCP_NODELAY unless the protocol says `no nodelay`. relayd leaves the kernel's
+/// default (Nagle on) when the option is absent; relayd-run turns Nagle off instead,
+/// because it writes whole buffers and Nagle could only hold a response's last partial
+/// segment back until the peer's delayed ACK (40 ms and more per response, measured
+/// with `testsuite/bench/relay`). An explicit `no nodelay` is honoured.
+fn nodelay(tcp: &TcpOptions) -> bool {
+    tcp.nodelay != Some(false)
 }
 
 /// relayd retries a failed connect at once, `retry` times (the host's `retry`, or the
-/// forward line's); the connect itself is bounded by the session timeout.
+/// forward line's); the connect itself is bounded by the session timeout. The tcp
+/// options are set before connecting, as relayd's relay_socket does, so `socket buffer`
+/// shapes the handshake's window and `ip minttl` guards the handshake too.
 pub async fn connect(
     addr: SocketAddr,
     retry: u32,
     timeout: Duration,
+    tcp: &TcpOptions,
 ) -> std::io::Result<TcpStream> {
     let mut left = retry;
     loop {
-        let r = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let r = match tokio::time::timeout(timeout, connect_once(addr, tcp)).await {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
         };
@@ -144,14 +149,48 @@ pub async fn connect(
     }
 }
 
+async fn connect_once(addr: SocketAddr, tcp: &TcpOptions) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()?
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    {
+        let sock = socket2::SockRef::from(&socket);
+        if let Some(b) = tcp.socket_buffer {
+            sock.set_recv_buffer_size(b as usize)?;
+            sock.set_send_buffer_size(b as usize)?;
+        }
+        super::listen::ip_options(&sock, addr.is_ipv6(), tcp)?;
+        sock.set_nodelay(nodelay(tcp))?;
+    }
+    socket.connect(addr).await
+}
+
 /// Copies both ways until both sides have closed (EOF is passed on as a half-close), an
-/// error, or no byte moved in either direction for `idle`.
-async fn copy(client: TcpStream, server: TcpStream, idle: Duration, pool: &BufPool) -> End {
+/// error, or no byte moved in either direction for `idle`. With `splice` (relayd's
+/// default for TCP relays) the kernel moves the bytes; otherwise they pass through the
+/// worker's buffers.
+async fn copy(
+    client: TcpStream,
+    server: TcpStream,
+    idle: Duration,
+    w: &Worker,
+    spliced: bool,
+) -> End {
     let last = Cell::new(Instant::now());
-    let (cr, cw) = client.into_split();
-    let (sr, sw) = server.into_split();
     let both = async {
-        let (a, b) = tokio::join!(pump(cr, sw, &last, pool), pump(sr, cw, &last, pool));
+        let (a, b) = if spliced {
+            tokio::join!(
+                super::splice::pump(&client, &server, &last, &w.pipes),
+                super::splice::pump(&server, &client, &last, &w.pipes)
+            )
+        } else {
+            tokio::join!(
+                pump(&client, &server, &last, &w.buffers),
+                pump(&server, &client, &last, &w.buffers)
+            )
+        };
         a.and(b)
     };
     let watchdog = async {
@@ -173,8 +212,8 @@ async fn copy(client: TcpStream, server: TcpStream, idle: Duration, pool: &BufPo
 }
 
 async fn pump(
-    from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    from: &TcpStream,
+    to: &TcpStream,
     last: &Cell<Instant>,
     pool: &BufPool,
 ) -> std::io::Result<()> {
@@ -196,15 +235,31 @@ async fn pump(
         if n == 0 {
             pool.put(buf);
             // Pass the half-close on; the other direction keeps going.
-            let _ = to.shutdown().await;
+            let _ = socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
             return Ok(());
         }
         last.set(Instant::now());
-        let r = to.write_all(&buf[..n]).await;
+        let r = write_all(to, &buf[..n], last).await;
         pool.put(buf);
         r?;
-        last.set(Instant::now());
     }
+}
+
+/// `write_all` on a shared stream: both directions of a session hold `&TcpStream`.
+async fn write_all(to: &TcpStream, mut data: &[u8], last: &Cell<Instant>) -> std::io::Result<()> {
+    while !data.is_empty() {
+        to.writable().await?;
+        match to.try_write(data) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                data = &data[n..];
+                last.set(Instant::now());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A worker's copy buffers, reused from session to session.

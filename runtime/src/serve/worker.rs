@@ -81,6 +81,8 @@ pub struct Worker {
     pub active: Cell<u32>,
     pub pools: RefCell<pool::Pools>,
     pub buffers: session::BufPool,
+    /// Empty pipes for spliced TCP sessions.
+    pub pipes: super::splice::PipePool,
 }
 
 impl Worker {
@@ -126,6 +128,7 @@ pub fn run(shared: Arc<Shared>, sockets: Vec<Bound>, stop: watch::Receiver<bool>
         active: Cell::new(0),
         pools: RefCell::new(pools),
         buffers: session::BufPool::default(),
+        pipes: super::splice::PipePool::default(),
     });
     local.block_on(&rt, async move {
         for b in sockets {

@@ -1,4 +1,4 @@
-//! The plan file container (format version 1): a checksummed frame around the plan's
+//! The plan file container (format version 2): a checksummed frame around the plan's
 //! byte sections.
 //!
 //! The plan's body (an rkyv archive) is produced and read elsewhere; this module only
@@ -55,7 +55,7 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// The container format version this module writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The length of the fixed header, in bytes; the body starts at this offset.
 pub const HEADER_LEN: usize = 256;

@@ -163,7 +163,8 @@ plan_type! {
     }
 
     pub struct TcpOptions {
-        pub nodelay: bool,
+        /// `nodelay` / `no nodelay`; unset leaves the choice to relayd-run.
+        pub nodelay: Option<bool>,
         pub sack: bool,
         pub splice: bool,
         pub backlog: u32,
