@@ -1,7 +1,8 @@
 //! The `relayd-run` command line: `relayd-run [-d] [-v]... [-s SOCKET] [--check] PLAN`.
 //!
-//! Exit codes: 0 the plan is valid (`--check`) or was served until SIGTERM/SIGINT, 1 the
-//! plan was refused (or needs what this version cannot serve yet), 2 usage problems.
+//! Exit codes: 0 the plan is valid (`--check`) or was served until SIGTERM/SIGINT (or
+//! `relayctl stop`), 1 the plan was refused (or needs what this version cannot serve
+//! yet, or its control socket could not be had), 2 usage problems.
 
 use crate::bind::{bind, Root};
 use crate::plan::{self, LoadError};
@@ -23,7 +24,8 @@ pub struct Args {
     /// Log more (repeat for even more).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Control socket (default: the plan's `socket`).
+    /// Control socket for relayctl (default: the configuration's `socket`, else
+    /// /run/relayd.sock).
     #[arg(short = 's', value_name = "SOCKET")]
     pub socket: Option<PathBuf>,
     /// Only load and validate the whole plan (header, checksums, structure, keys,
@@ -105,7 +107,11 @@ fn serve(args: &Args, err: &mut dyn Write) -> i32 {
         return 1;
     }
     crate::log::init(args.debug, args.verbose);
-    match crate::serve::serve(loaded.plan) {
+    let opts = crate::serve::Options {
+        socket: args.socket.clone(),
+        plan_path: std::path::absolute(&args.plan).unwrap_or_else(|_| args.plan.clone()),
+    };
+    match crate::serve::serve(loaded.plan, &opts) {
         Ok(()) => 0,
         Err(e) => {
             let _ = writeln!(err, "relayd-run: {}: {e}", args.plan.display());

@@ -4,11 +4,14 @@
 //! never links the parser. Today it loads and validates plans ([`plan`]), binds what a
 //! `--late-bind` plan left for the deploy host ([`bind`]), and has the
 //! command line ([`cli`]), whose `--check` validates a plan like `relayd -n`. [`serve`]
-//! runs TCP relays (worker threads with SO_REUSEPORT listeners, balancing over tables,
-//! relayd's session close lines via [`log`]); HTTP, TLS and health checks come next.
+//! runs TCP and HTTP relays (worker threads with SO_REUSEPORT listeners, relayd's HTTP
+//! framing from [`http`], balancing over tables, relayd's session close lines via
+//! [`log`]) with health checks ([`health`]) and the control socket that `relayctl` talks
+//! to ([`control`]).
 
 pub mod bind;
 pub mod cli;
+pub mod control;
 pub mod health;
 pub mod http;
 pub mod log;

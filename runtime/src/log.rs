@@ -6,6 +6,7 @@
 //! `log_warn` does.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 enum Sink {
@@ -15,11 +16,14 @@ enum Sink {
 
 struct Log {
     sink: Sink,
-    verbosity: u8,
     foreground: bool,
 }
 
 static LOG: OnceLock<Log> = OnceLock::new();
+
+/// `-v` count, changed at run time by `relayctl log verbose|brief`: an atomic, so the
+/// threads that log never wait for the one that switches it.
+static VERBOSITY: AtomicU8 = AtomicU8::new(0);
 
 /// Sets up logging once: to stderr in the foreground, else to syslog (daemon facility);
 /// falls back to stderr if syslog cannot be reached.
@@ -38,11 +42,8 @@ pub fn init(foreground: bool, verbosity: u8) {
             Err(_) => Sink::Stderr,
         }
     };
-    let _ = LOG.set(Log {
-        sink,
-        verbosity,
-        foreground,
-    });
+    VERBOSITY.store(verbosity, Ordering::Relaxed);
+    let _ = LOG.set(Log { sink, foreground });
 }
 
 #[derive(Clone, Copy)]
@@ -84,7 +85,13 @@ pub fn foreground() -> bool {
 }
 
 pub fn verbosity() -> u8 {
-    LOG.get().map_or(0, |l| l.verbosity)
+    VERBOSITY.load(Ordering::Relaxed)
+}
+
+/// `relayctl log verbose` (2, relayd's level: both `-v` and `-vv` lines) and `relayctl
+/// log brief` (0).
+pub fn set_verbosity(level: u8) {
+    VERBOSITY.store(level, Ordering::Relaxed);
 }
 
 pub fn info(msg: &str) {

@@ -176,7 +176,7 @@ fn broken_plans_fail_the_check_with_one_sentence() {
     };
     let conf = std::fs::read(workspace().join("corpus/valid/openbsd-example.conf")).unwrap();
     let mut v2 = good.clone();
-    v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+    v2[8..12].copy_from_slice(&3u32.to_le_bytes());
     header_digest(&mut v2);
     let mut flags = good.clone();
     flags[12] |= 0x80;
@@ -256,12 +256,12 @@ fn broken_plans_fail_the_check_with_one_sentence() {
         (
             "version-byte",
             flip(8),
-            "the plan has format version 254, but this relayd-run reads version 1",
+            "the plan has format version 253, but this relayd-run reads version 2",
         ),
         (
             "version-2",
             v2,
-            "the plan has format version 2, but this relayd-run reads version 1",
+            "the plan has format version 3, but this relayd-run reads version 2",
         ),
         (
             "flags",
@@ -311,7 +311,7 @@ fn broken_plans_fail_the_check_with_one_sentence() {
         (
             "garbage-body",
             garbage_body,
-            "the plan's body is not a plan of format version 1",
+            "the plan's body is not a plan of format version 2",
         ),
         (
             "inconsistent",

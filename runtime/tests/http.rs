@@ -118,7 +118,8 @@ fn seed_example_1_filters_and_rewrites() {
         let mut v = seen.lock().unwrap().clone();
         v.extend(seen2.lock().unwrap().clone());
         v.extend(seen3.lock().unwrap().clone());
-        v.retain(|h| !h.contains("User-Agent: OpenBSD relayd"));
+        // The health checks' requests (relayd's `HEAD / HTTP/1.0` and nothing else).
+        v.retain(|h| h != "HEAD / HTTP/1.0\r\n\r\n");
         v
     };
     // A request that passes: rewritten on the way in and out.
@@ -243,14 +244,13 @@ fn malformed_requests_never_reach_the_backend() {
         );
         relay.wait_log("a log line", |l| l.contains(msg));
     }
-    // A bad chunk size: the head passed (the backend saw it), the body did not.
-    let before = seen.lock().unwrap().len();
+    // A bad chunk size arriving with its head (one write on loopback): the head is held
+    // back to go out with the first chunk, so the backend sees nothing at all.
     let _ = exchange(port, "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0x4\r\nabcd\r\n0\r\n\r\n");
     relay.wait_log("a log line", |l| l.contains("invalid chunk size"));
     let got = seen.lock().unwrap().clone();
-    assert!(got.len() <= before + 1, "{got:?}");
     assert!(
-        got[..before].is_empty(),
+        got.is_empty(),
         "a malformed request reached the backend: {got:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -117,6 +117,7 @@ fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> Head {
         client: Some(ip("10.0.0.1")),
         backend: None,
         local: Some(ip("127.0.0.1")),
+        ..Head::default()
     }
 }
 

@@ -6,7 +6,7 @@
 /// optionally preceded by one CR) and the bytes it takes, or `None` before the LF arrives.
 /// A CR anywhere else stays in the line.
 pub(crate) fn readln(buf: &[u8], from: usize) -> Option<(&[u8], usize)> {
-    let lf = from + buf.get(from..)?.iter().position(|&b| b == b'\n')?;
+    let lf = from + memchr::memchr(b'\n', buf.get(from..)?)?;
     let line = buf.get(..lf)?;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     Some((line, lf + 1))
@@ -93,9 +93,25 @@ pub(crate) fn strtonum(s: &[u8], min: i64, max: i64) -> Result<i64, &'static str
 
 /// `relay_http_header_name_valid`: only RFC 9110 token characters (an empty name passes).
 pub(crate) fn header_name_valid(name: &[u8]) -> bool {
-    name.iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    name.iter().all(|&b| TOKEN[usize::from(b)])
 }
+
+/// RFC 9110 tchar, by byte.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let extra = b"!#$%&'*+-.^_`|~";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// `parse_url(url, …)`: the host of an absolute-URI target, if `url` is one.
 pub(crate) fn url_host(url: &[u8]) -> Option<&[u8]> {

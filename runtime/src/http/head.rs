@@ -61,7 +61,15 @@ struct Start {
 }
 
 fn find(line: &[u8], byte: u8) -> Option<usize> {
-    line.iter().position(|&b| b == byte)
+    memchr::memchr(byte, line)
+}
+
+/// Where a header value starts: after the blanks relayd skips.
+fn skip_blanks(value: &[u8]) -> usize {
+    value
+        .iter()
+        .position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .unwrap_or(value.len())
 }
 
 /// `relay_http_parse_startline`, request direction: `METHOD SP target SP version`, where the
@@ -121,8 +129,8 @@ fn minor(version: &[u8]) -> u8 {
 
 /// An incremental head reader for one message: feed it the growing buffer that starts at
 /// the message (nothing consumed in between); it only looks at bytes it has not judged yet,
-/// so a head trickling in byte by byte costs linear time. Make a new one per message; after
-/// an error it is spent (relayd has closed the session).
+/// so a head trickling in byte by byte costs linear time. Restart it (or make a new one)
+/// per message; after an error it is spent (relayd has closed the session).
 #[derive(Clone, Debug)]
 pub struct HeadReader {
     dir: Direction,
@@ -145,6 +153,9 @@ pub struct HeadReader {
     host: bool,
     content_length: bool,
     end: Option<usize>,
+    /// Every header line judged so far, as (name, value) spans: the head is built from
+    /// them without reading the lines again. Its allocation outlives a restart.
+    headers: Vec<(Span, Span)>,
 }
 
 impl HeadReader {
@@ -175,7 +186,28 @@ impl HeadReader {
             host: false,
             content_length: false,
             end: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Ready for the next request head, keeping the allocation.
+    pub fn restart_request(&mut self, limit: usize) {
+        self.restart(Direction::Request, limit, None, Carry::Header);
+    }
+
+    /// Ready for the next response head (see [`HeadReader::response`]), keeping the
+    /// allocation.
+    pub fn restart_response(&mut self, limit: usize, req: Option<Method>, carry: Carry) {
+        self.restart(Direction::Response, limit, req, carry);
+    }
+
+    fn restart(&mut self, dir: Direction, limit: usize, req: Option<Method>, carry: Carry) {
+        let mut headers = std::mem::take(&mut self.headers);
+        headers.clear();
+        *self = HeadReader {
+            headers,
+            ..HeadReader::new(dir, limit, req, carry)
+        };
     }
 
     /// Judges the new bytes of `buf`; once the head is complete, fills `head` (cleared
@@ -183,7 +215,7 @@ impl HeadReader {
     pub fn read(&mut self, buf: &[u8], head: &mut Head) -> Result<Parsed, HttpError> {
         if buf.len() < self.scanned.max(self.pos) {
             // Not the buffer we saw before: start over.
-            *self = HeadReader::new(self.dir, self.limit, self.req, self.carry);
+            self.restart(self.dir, self.limit, self.req, self.carry);
         }
         let end = match self.end {
             Some(end) => end,
@@ -231,7 +263,7 @@ impl HeadReader {
             if self.headerlen > self.limit {
                 return Err(HttpError::TOO_LARGE);
             }
-            if line.contains(&0) {
+            if memchr::memchr(0, line).is_some() {
                 return Err(HttpError::MALFORMED);
             }
             self.lines += 1;
@@ -266,10 +298,7 @@ impl HeadReader {
             let colon = find(line, b':').ok_or(HttpError::MALFORMED)?;
             let name = line.get(..colon).unwrap_or(&[]);
             let value = line.get(colon + 1..).unwrap_or(&[]);
-            let blanks = value
-                .iter()
-                .position(|b| !b" \t\r\n".contains(b))
-                .unwrap_or(value.len());
+            let blanks = skip_blanks(value);
             if !header_name_valid(name) {
                 return Err(HttpError::MALFORMED);
             }
@@ -280,10 +309,12 @@ impl HeadReader {
             }
             self.host |= is_host;
             self.content_length |= is_cl;
-            self.pending = Some((
+            let header = (
                 Span::new(at, at + colon),
                 Span::new(at + colon + 1 + blanks, at + line.len()),
-            ));
+            );
+            self.headers.push(header);
+            self.pending = Some(header);
         }
     }
 
@@ -319,28 +350,13 @@ impl HeadReader {
                 false
             }
         };
-        let mut pos = 0;
-        let mut first = true;
-        while let Some((line, used)) = readln(buf.get(pos..end).unwrap_or(&[]), 0) {
-            pos += used;
-            if first {
-                first = false;
-                continue;
-            }
-            let Some(colon) = find(line, b':') else {
-                break;
-            };
-            let name = line.get(..colon).unwrap_or(&[]);
+        let _ = end;
+        for &(name, value) in &self.headers {
+            let name = name.of(buf);
             if strip_cl && name.eq_ignore_ascii_case(b"Content-Length") {
                 continue;
             }
-            let value = line.get(colon + 1..).unwrap_or(&[]);
-            let blanks = value
-                .iter()
-                .position(|b| !b" \t\r\n".contains(b))
-                .unwrap_or(value.len());
-            head.headers
-                .push((name.to_vec(), value.get(blanks..).unwrap_or(&[]).to_vec()));
+            head.push_header(name, value.of(buf));
         }
     }
 }

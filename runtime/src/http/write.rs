@@ -58,7 +58,20 @@ fn write(head: &Head, version: &[u8], code: Option<&[u8]>, out: &mut Vec<u8>) {
         }
     }
     out.extend_from_slice(b"\r\n");
-    let mut order: Vec<usize> = (0..head.headers.len()).collect();
+    // The order on the stack for the usual head; a long one gets a vector.
+    let count = head.headers.len();
+    let mut small = [0usize; 64];
+    let mut big = Vec::new();
+    let order: &mut [usize] = match small.get_mut(..count) {
+        Some(o) => o,
+        None => {
+            big.resize(count, 0);
+            &mut big
+        }
+    };
+    for (i, o) in order.iter_mut().enumerate() {
+        *o = i;
+    }
     // Stable: equal names keep their arrival order, like the children of a kv node.
     order.sort_by(|&a, &b| strcasecmp(name(head, a), name(head, b)));
     let mut spelling: &[u8] = &[];
@@ -85,9 +98,13 @@ fn name(head: &Head, i: usize) -> &[u8] {
 /// OpenBSD's `strcasecmp` order: bytes compared after ASCII lower-casing, unsigned, a
 /// prefix first.
 fn strcasecmp(a: &[u8], b: &[u8]) -> Ordering {
-    a.iter()
-        .map(u8::to_ascii_lowercase)
-        .cmp(b.iter().map(u8::to_ascii_lowercase))
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (x.to_ascii_lowercase(), y.to_ascii_lowercase());
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {

@@ -8,6 +8,7 @@
 use super::pool::{self, Choice};
 use super::session::{errno_text, io_text, tune, End};
 use super::worker::Worker;
+use crate::control::registry::Registered;
 use crate::http::{self, Body, Carry, ChunkedDecoder, HeadReader, HttpError, Method, Parsed};
 use relaydc_spec::balance::Hasher;
 use relaydc_spec::errorpage::{self, ErrorPage};
@@ -111,6 +112,8 @@ struct Session<'a> {
     hasher: Hasher,
     backend: Option<(Conn, SocketAddr)>,
     backend_table: Option<u32>,
+    /// The session's entry in the worker's registry (`relayctl show sessions`).
+    reg: Registered<'a>,
     /// Reused from message to message: the head written out, and the start line's
     /// version and status code as sent.
     out: Vec<u8>,
@@ -146,6 +149,7 @@ pub async fn run(
         hasher: Hasher::new(&w.shared.relay_keys[relay]),
         backend: None,
         backend_table: None,
+        reg: w.registry.open(relay, listener, id, peer),
         out: Vec::with_capacity(1024),
         version: Vec::with_capacity(16),
         code: Vec::with_capacity(8),
@@ -219,9 +223,13 @@ impl Session<'_> {
         let mut head = Head::default();
         let mut ccarry = Carry::Header;
         let mut scarry = Carry::Header;
+        let limit = self.proto.http.headerlen as usize;
+        // Both readers keep their allocations from message to message.
+        let mut reader = HeadReader::request(limit);
+        let mut rreader = HeadReader::response(limit, None, scarry);
         loop {
             // The request head.
-            let mut reader = HeadReader::request(self.proto.http.headerlen as usize);
+            reader.restart_request(limit);
             let parsed = loop {
                 match reader.read(client.data(), &mut head) {
                     Ok(Parsed::Incomplete) => {}
@@ -248,6 +256,7 @@ impl Session<'_> {
             self.version.clear();
             self.version.extend_from_slice(version.of(client.data()));
             client.consume(head_len);
+            self.reg.touch();
             let method = Method::from_bytes(&head.method);
             head.direction = Some(Direction::Request);
             head.client = Some(self.peer.ip());
@@ -323,17 +332,15 @@ impl Session<'_> {
             }
             self.out.clear();
             http::write_head_verbatim(&head, &self.version, b"", &mut self.out);
-            if let Err(e) = server.stream.write_all(&self.out).await {
-                return io_stop(&e);
-            }
-            if let Err(stop) = forward_body(client, server, framing.body, self.idle).await {
+            if let Err(stop) =
+                forward_body(client, server, &mut self.out, framing.body, self.idle).await
+            {
                 return stop;
             }
             // The response.
-            let mut reader =
-                HeadReader::response(self.proto.http.headerlen as usize, method, scarry);
+            rreader.restart_response(limit, method, scarry);
             let parsed = loop {
-                match reader.read(server.data(), &mut head) {
+                match rreader.read(server.data(), &mut head) {
                     Ok(Parsed::Incomplete) => {}
                     Ok(p) => break p,
                     Err(mut e) => {
@@ -426,13 +433,15 @@ impl Session<'_> {
             };
             self.out.clear();
             http::write_head_verbatim(&head, &self.version, &self.code, &mut self.out);
-            if let Err(e) = client.stream.write_all(&self.out).await {
-                return io_stop(&e);
-            }
             if upgrade {
+                if let Err(e) = client.stream.write_all(&self.out).await {
+                    return io_stop(&e);
+                }
                 return raw(client, server, self.idle).await;
             }
-            if let Err(stop) = forward_body(server, client, rframing.body, self.idle).await {
+            if let Err(stop) =
+                forward_body(server, client, &mut self.out, rframing.body, self.idle).await
+            {
                 return stop;
             }
             if rframing.body == Body::UntilClose || close {
@@ -463,6 +472,7 @@ impl Session<'_> {
         match super::session::connect(addr, retry, self.idle, &self.proto.tcp).await {
             Ok(s) => {
                 self.backend = Some((Conn::new(s), addr));
+                self.reg.backend(addr);
                 self.backend_table = self.filter.table;
                 self.filter.backend_cleared = false;
                 Ok(())
@@ -478,16 +488,29 @@ impl Session<'_> {
     }
 }
 
-/// Passes a body from `from` to `to` as its framing says.
+/// Writes `head`, then passes a body from `from` to `to` as its framing says. The head
+/// goes out in the same system call as the body bytes already read (writev(2)), so a
+/// small message costs one write, not two. `head` is left empty for reuse.
 async fn forward_body(
     from: &mut Conn,
     to: &mut Conn,
+    head: &mut Vec<u8>,
     body: Body,
     idle: Duration,
 ) -> Result<(), Stop> {
     match body {
-        Body::None => Ok(()),
+        Body::None => {
+            let r = to.stream.write_all(head).await;
+            head.clear();
+            r.map_err(|e| io_stop(&e))
+        }
         Body::Length(mut left) => {
+            let n = (from.data().len() as u64).min(left) as usize;
+            let r = write_pair(&to.stream, head, &from.data()[..n]).await;
+            head.clear();
+            from.consume(n);
+            r.map_err(|e| io_stop(&e))?;
+            left -= n as u64;
             while left > 0 {
                 if from.data().is_empty() {
                     match from.fill(idle).await {
@@ -506,17 +529,19 @@ async fn forward_body(
         }
         Body::Chunked => {
             let mut dec = ChunkedDecoder::new();
-            let mut out = Vec::new();
+            // The decoded output is appended to the head: one write for both.
+            let out = head;
             loop {
-                out.clear();
                 // A bad chunk closes the session as an error, without a page.
-                let fed = dec.feed(from.data(), &mut out).map_err(|e| Stop::Fail {
+                let fed = dec.feed(from.data(), out).map_err(|e| Stop::Fail {
                     msg: e.msg(),
                     error: errno_text(0),
                 })?;
                 from.consume(fed.consumed);
                 if !out.is_empty() {
-                    to.stream.write_all(&out).await.map_err(|e| io_stop(&e))?;
+                    let r = to.stream.write_all(out).await;
+                    out.clear();
+                    r.map_err(|e| io_stop(&e))?;
                 }
                 if fed.done {
                     return Ok(());
@@ -528,23 +553,46 @@ async fn forward_body(
                 }
             }
         }
-        Body::UntilClose => loop {
-            if !from.data().is_empty() {
+        Body::UntilClose => {
+            let r = write_pair(&to.stream, head, from.data()).await;
+            head.clear();
+            let n = from.data().len();
+            from.consume(n);
+            r.map_err(|e| io_stop(&e))?;
+            loop {
+                match from.fill(idle).await {
+                    Ok(0) => {
+                        let _ = to.stream.shutdown().await;
+                        return Ok(());
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(io_stop(&e)),
+                }
                 let n = from.data().len();
                 let r = to.stream.write_all(from.data()).await;
                 from.consume(n);
                 r.map_err(|e| io_stop(&e))?;
             }
-            match from.fill(idle).await {
-                Ok(0) => {
-                    let _ = to.stream.shutdown().await;
-                    return Ok(());
-                }
-                Ok(_) => {}
-                Err(e) => return Err(io_stop(&e)),
-            }
-        },
+        }
     }
+}
+
+/// Writes `a` then `b`, gathered into as few writev(2) calls as the socket allows.
+async fn write_pair(to: &TcpStream, mut a: &[u8], mut b: &[u8]) -> std::io::Result<()> {
+    use std::io::IoSlice;
+    while !a.is_empty() || !b.is_empty() {
+        to.writable().await?;
+        let n = match to.try_write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        let from_a = n.min(a.len());
+        a = &a[from_a..];
+        b = &b[n - from_a..];
+    }
+    Ok(())
 }
 
 /// After a websocket upgrade: bytes both ways until either side closes.

@@ -102,14 +102,18 @@ pub fn choose(
     let status: Vec<TableStatus> = tables
         .iter()
         .map(|(_, t, _)| {
-            let t = &plan.tables[*t as usize];
+            let i = *t as usize;
+            let t = &plan.tables[i];
             TableStatus {
-                has_check: !matches!(t.check, Check::None),
+                // A table without a check follows `host_up` too once relayctl disabled
+                // it or one of its hosts (`control::board`).
+                has_check: !matches!(t.check, Check::None)
+                    || shared.table_gated[i].load(Ordering::Relaxed),
                 any_up: t
                     .hosts
                     .iter()
                     .any(|h| shared.host_up[*h as usize].load(Ordering::Relaxed)),
-                disabled: t.disabled,
+                disabled: shared.table_disabled[i].load(Ordering::Relaxed),
             }
         })
         .collect();

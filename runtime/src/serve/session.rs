@@ -51,6 +51,7 @@ pub async fn run(
     peer: SocketAddr,
 ) {
     let id = w.next_session_id();
+    let reg = w.registry.open(relay, listener, id, peer);
     w.active.set(w.active.get() + 1);
     let plan = &w.shared.plan;
     let r = &plan.relays[relay];
@@ -83,7 +84,7 @@ pub async fn run(
         Choice::Backend { addr, retry } => match connect(addr, retry, timeout, &tcp).await {
             Ok(server) => (
                 Some(addr),
-                copy(client, server, timeout, &w, tcp.splice).await,
+                copy(client, server, timeout, &w, tcp.splice, reg.connected(addr)).await,
             ),
             Err(e) => (
                 Some(addr),
@@ -172,25 +173,21 @@ async fn connect_once(addr: SocketAddr, tcp: &TcpOptions) -> std::io::Result<Tcp
 /// default for TCP relays) the kernel moves the bytes; otherwise they pass through the
 /// worker's buffers.
 async fn copy(
-    client: TcpStream,
-    server: TcpStream,
+    mut client: TcpStream,
+    mut server: TcpStream,
     idle: Duration,
     w: &Worker,
     spliced: bool,
+    last: &Cell<Instant>,
 ) -> End {
-    let last = Cell::new(Instant::now());
+    let pipes = spliced.then_some(&w.pipes);
+    let (cr, cw) = client.split();
+    let (sr, sw) = server.split();
     let both = async {
-        let (a, b) = if spliced {
-            tokio::join!(
-                super::splice::pump(&client, &server, &last, &w.pipes),
-                super::splice::pump(&server, &client, &last, &w.pipes)
-            )
-        } else {
-            tokio::join!(
-                pump(&client, &server, &last, &w.buffers),
-                pump(&server, &client, &last, &w.buffers)
-            )
-        };
+        let (a, b) = tokio::join!(
+            super::splice::pump(cr, sw, last, &w.buffers, pipes),
+            super::splice::pump(sr, cw, last, &w.buffers, pipes)
+        );
         a.and(b)
     };
     let watchdog = async {
@@ -211,57 +208,6 @@ async fn copy(
     }
 }
 
-async fn pump(
-    from: &TcpStream,
-    to: &TcpStream,
-    last: &Cell<Instant>,
-    pool: &BufPool,
-) -> std::io::Result<()> {
-    loop {
-        // Wait without a buffer; take one only when there is something to read.
-        from.readable().await?;
-        let mut buf = pool.take();
-        let n = match from.try_read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                pool.put(buf);
-                continue;
-            }
-            Err(e) => {
-                pool.put(buf);
-                return Err(e);
-            }
-        };
-        if n == 0 {
-            pool.put(buf);
-            // Pass the half-close on; the other direction keeps going.
-            let _ = socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
-            return Ok(());
-        }
-        last.set(Instant::now());
-        let r = write_all(to, &buf[..n], last).await;
-        pool.put(buf);
-        r?;
-    }
-}
-
-/// `write_all` on a shared stream: both directions of a session hold `&TcpStream`.
-async fn write_all(to: &TcpStream, mut data: &[u8], last: &Cell<Instant>) -> std::io::Result<()> {
-    while !data.is_empty() {
-        to.writable().await?;
-        match to.try_write(data) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                data = &data[n..];
-                last.set(Instant::now());
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// A worker's copy buffers, reused from session to session.
 #[derive(Default)]
 pub struct BufPool {
@@ -269,14 +215,14 @@ pub struct BufPool {
 }
 
 impl BufPool {
-    fn take(&self) -> Vec<u8> {
+    pub fn take(&self) -> Vec<u8> {
         self.free
             .borrow_mut()
             .pop()
             .unwrap_or_else(|| vec![0u8; BUF])
     }
 
-    fn put(&self, buf: Vec<u8>) {
+    pub fn put(&self, buf: Vec<u8>) {
         let mut free = self.free.borrow_mut();
         // Keep a bounded number idle; the rest go back to the allocator.
         if free.len() < 256 {

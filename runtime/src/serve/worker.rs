@@ -4,13 +4,14 @@
 
 use super::listen::Bound;
 use super::{pool, session, GRACE};
+use crate::control::registry::{Query, Registry};
 use crate::log;
 use relaydc_spec::plan::{Check, Plan};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::LocalSet;
 
 /// What all workers share: the plan and the host states.
@@ -24,6 +25,14 @@ pub struct Shared {
     /// Each relay's hash key: the plan's, or one drawn at start (as relayd draws one at
     /// every load), the same for every worker so they agree on every client's host.
     pub relay_keys: Vec<[u8; 16]>,
+    /// Per table: disabled (in the configuration or by `relayctl table disable`).
+    pub table_disabled: Vec<AtomicBool>,
+    /// Per table without a check: relayctl disabled the table or one of its hosts, so
+    /// balancing follows `host_up` for it from then on (see `control::board`).
+    pub table_gated: Vec<AtomicBool>,
+    /// Host and table states for the control socket, and `monitor`'s events; written by
+    /// the health loop and the control task, never on the request path.
+    pub status: crate::control::board::Status,
 }
 
 impl Shared {
@@ -54,11 +63,21 @@ impl Shared {
                     .unwrap_or_else(random_key)
             })
             .collect();
+        let table_disabled = plan
+            .tables
+            .iter()
+            .map(|t| AtomicBool::new(t.disabled))
+            .collect();
+        let table_gated = plan.tables.iter().map(|_| AtomicBool::new(false)).collect();
+        let status = crate::control::board::Status::new(&plan);
         Shared {
             plan,
             host_up,
             launched,
             relay_keys,
+            table_disabled,
+            table_gated,
+            status,
         }
     }
 }
@@ -83,6 +102,8 @@ pub struct Worker {
     pub buffers: session::BufPool,
     /// Empty pipes for spliced TCP sessions.
     pub pipes: super::splice::PipePool,
+    /// Live sessions and relay statistics, for `relayctl show sessions|relays`.
+    pub registry: Rc<Registry>,
 }
 
 impl Worker {
@@ -103,7 +124,14 @@ impl Worker {
     }
 }
 
-pub fn run(shared: Arc<Shared>, sockets: Vec<Bound>, stop: watch::Receiver<bool>) {
+/// Runs worker `index` until `stop`; `queries` are the control socket's questions.
+pub fn run(
+    shared: Arc<Shared>,
+    index: usize,
+    sockets: Vec<Bound>,
+    stop: watch::Receiver<bool>,
+    queries: mpsc::Receiver<Query>,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -122,6 +150,10 @@ pub fn run(shared: Arc<Shared>, sockets: Vec<Bound>, stop: watch::Receiver<bool>
             seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
         ]),
     );
+    let registry = Rc::new(Registry::new(
+        &shared.plan,
+        u32::try_from(index).unwrap_or(u32::MAX),
+    ));
     let worker = Rc::new(Worker {
         shared,
         next_id: Cell::new(0),
@@ -129,8 +161,10 @@ pub fn run(shared: Arc<Shared>, sockets: Vec<Bound>, stop: watch::Receiver<bool>
         pools: RefCell::new(pools),
         buffers: session::BufPool::default(),
         pipes: super::splice::PipePool::default(),
+        registry: Rc::clone(&registry),
     });
     local.block_on(&rt, async move {
+        tokio::task::spawn_local(crate::control::registry::serve(registry, queries));
         for b in sockets {
             let listener = match tokio::net::TcpListener::from_std(b.socket) {
                 Ok(l) => l,

@@ -147,6 +147,43 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// `relayd-run -d` started through `prefix` (`ip netns exec NAME`, say), which must
+    /// exec it in place, so that the child's pid is relayd-run's and `terminate` and
+    /// `Drop` stop relayd-run itself.
+    pub fn start_via(prefix: &[&str], plan: &Path, extra: &[&str]) -> Relay {
+        let (first, rest) = prefix.split_first().expect("a command prefix");
+        let mut child = Command::new(first)
+            .args(rest)
+            .arg(BIN)
+            .arg("-d")
+            .args(extra)
+            .arg(plan)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start relayd-run");
+        let mut err = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let l = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                l.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Relay {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {

@@ -29,6 +29,27 @@ pub struct Head {
     pub client: Option<IpAddr>,
     pub backend: Option<IpAddr>,
     pub local: Option<IpAddr>,
+    /// Header buffers of earlier messages, emptied and kept for [`Head::push_header`],
+    /// so a keep-alive session stops allocating once its heads have been seen.
+    pub spare: Spare,
+}
+
+/// Buffers kept for reuse; invisible to comparisons and debug output.
+#[derive(Clone, Default)]
+pub struct Spare(Vec<(Vec<u8>, Vec<u8>)>);
+
+impl PartialEq for Spare {
+    fn eq(&self, _: &Spare) -> bool {
+        true
+    }
+}
+
+impl Eq for Spare {}
+
+impl std::fmt::Debug for Spare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
 }
 
 impl Head {
@@ -41,7 +62,22 @@ impl Head {
         self.minor = 1;
         self.status = 0;
         self.reason.clear();
-        self.headers.clear();
+        // At most a few hundred: a head is bounded by `headerlen`.
+        for (mut n, mut v) in self.headers.drain(..) {
+            if self.spare.0.len() < 256 {
+                n.clear();
+                v.clear();
+                self.spare.0.push((n, v));
+            }
+        }
+    }
+
+    /// Appends a header, in buffers of an earlier message when there are some.
+    pub fn push_header(&mut self, name: &[u8], value: &[u8]) {
+        let (mut n, mut v) = self.spare.0.pop().unwrap_or_default();
+        n.extend_from_slice(name);
+        v.extend_from_slice(value);
+        self.headers.push((n, v));
     }
 
     /// The first header named `name` (ASCII case-insensitive).
