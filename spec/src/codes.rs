@@ -147,6 +147,7 @@ codes! {
     TlsCiphersPartial = "RD0708", "tls-ciphers-partial", Note, "part of a cipher string names suites relayd-run does not offer";
     TlsCurveUnsupported = "RD0709", "tls-curve-unsupported", Warning, "an ECDHE curve, DH or renegotiation setting relayd-run cannot honour";
     LinuxNoEquivalent = "RD0710", "linux-no-equivalent", Warning, "a relayd feature that has no meaning on Linux";
+    TlsKeyReadable = "RD0711", "tls-key-readable", Warning, "a private key file that users other than its owner can read";
     LegacyLog = "RD0801", "legacy-log", Warning, "`log updates` and `log all` were replaced";
     LegacySsl = "RD0802", "legacy-ssl", Warning, "the `ssl` keyword was renamed `tls`";
     LegacyHeaderAppend = "RD0803", "legacy-header-append", Warning, "the `header append … to …` node was replaced by a `match` rule";
@@ -170,6 +171,9 @@ codes! {
     HashWithoutKey = "RD0908", "hash-without-key", Warning, "`mode hash` with no `hash` rule sends every client to the same host";
     GlobMatchesNothing = "RD0909", "glob-matches-nothing", Warning, "a pattern that no header name, path or url can match";
     UnusedObject = "RD0910", "unused-object", Note, "an object only disabled relays or redirects use";
+    TlsBackendUnverified = "RD0911", "tls-backend-unverified", Warning, "`forward with tls` without `tls ca file`: the backends' certificates are not verified";
+    ForwardedForAppend = "RD0912", "forwarded-for-append", Note, "`header append \"X-Forwarded-For\"` keeps the addresses the client sent";
+    SilentBlock = "RD0913", "silent-block", Note, "`block` rules in a protocol without `return error`: blocked clients get no answer";
 }
 
 impl Code {

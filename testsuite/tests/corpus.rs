@@ -139,6 +139,7 @@ fn corpus_files() -> Vec<PathBuf> {
 #[test]
 fn corpus() {
     std::env::set_current_dir(workspace()).expect("workspace root");
+    relaydc_testsuite::fix_key_modes();
     let files = corpus_files();
     assert!(files.len() >= 6, "the corpus is missing");
     let mut failures = Vec::new();

@@ -88,6 +88,7 @@ fn compilable() -> Vec<PathBuf> {
 #[test]
 fn every_accepted_config_compiles_and_inspects() {
     let _cwd = CWD.lock().unwrap_or_else(|e| e.into_inner());
+    relaydc_testsuite::fix_key_modes();
     std::env::set_current_dir(workspace()).expect("workspace root");
     let out_dir = temp_dir("inspect");
     let mut failures = Vec::new();
@@ -155,6 +156,7 @@ fn compile_bytes(cwd: &Path, config: &str, out: &Path, extra: &[&str]) -> Vec<u8
 #[test]
 fn compiling_is_reproducible() {
     let _cwd = CWD.lock().unwrap_or_else(|e| e.into_inner());
+    relaydc_testsuite::fix_key_modes();
     let dir = temp_dir("repro");
     let root = workspace();
     let valid = root.join("corpus/valid");
@@ -226,6 +228,7 @@ fn compiling_is_reproducible() {
 #[test]
 fn errors_write_nothing() {
     let _cwd = CWD.lock().unwrap_or_else(|e| e.into_inner());
+    relaydc_testsuite::fix_key_modes();
     std::env::set_current_dir(workspace()).expect("workspace root");
     let dir = temp_dir("errors");
     let out = dir.join("plan.bin");

@@ -436,7 +436,11 @@ fn key_file(ctx: &mut Ctx, at: Span, path: &str, password: Option<&Text>) -> Opt
         "private key"
     };
     let err = match load_key(&bytes, password.map(|p| p.node.as_str())) {
-        Ok(spki) => return Some(spki),
+        Ok(spki) => {
+            // Only a key relayd-run can use is worth guarding.
+            key_mode(ctx, at, path, what);
+            return Some(spki);
+        }
         Err(e) => e,
     };
     let d = match err {
@@ -480,6 +484,35 @@ fn key_file(ctx: &mut Ctx, at: Span, path: &str, password: Option<&Text>) -> Opt
     };
     ctx.report(d);
     None
+}
+
+/// RD0711: a key file that its group or everyone may read. relayd does not look (it
+/// reads keys as root before it drops privileges), so a world-readable key goes unnoticed.
+fn key_mode(ctx: &mut Ctx, at: Span, path: &str, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(ctx.sources.rules.host_path(path)) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return;
+    }
+    let who = if mode & 0o007 != 0 {
+        "every user on the host"
+    } else {
+        "the members of its group"
+    };
+    ctx.report(
+        Diagnostic::new(
+            Code::TlsKeyReadable,
+            at,
+            format!("the {what} `{path}` can be read by {who} (mode {mode:04o})"),
+        )
+        .help(format!(
+            "keep private keys readable by their owner only: `chmod 600 {}`",
+            shown(ctx, path)
+        )),
+    );
 }
 
 /// Checks a keypair: the certificate file, its chain order and dates, and the key.

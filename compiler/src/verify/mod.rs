@@ -10,12 +10,15 @@
 //!   hosts): fallback tables never reached, objects only disabled blocks use, and the
 //!   DOT rendering behind `relaydc graph`;
 //! * `filters`   — filter rules that never decide, rules in protocols that never run
-//!   them, `mode hash` without a `hash` rule.
+//!   them, `mode hash` without a `hash` rule;
+//! * `security`  — unverified TLS backends, a client-supplied X-Forwarded-For kept,
+//!   blocks without an answer.
 
 pub mod filters;
 pub mod graph;
 pub mod listeners;
 pub mod post;
+pub mod security;
 
 use crate::diag::Diagnostics;
 use crate::ir::Config;
@@ -30,4 +33,5 @@ pub fn run(config: &Config, whole_file: Span, syntax_broken: bool, diags: &mut D
     listeners::check(config, diags);
     graph::check(config, diags);
     filters::check(config, diags);
+    security::check(config, diags);
 }
