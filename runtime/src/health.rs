@@ -151,10 +151,80 @@ impl Job {
 ///
 /// Between checks it takes relayctl's `host|table enable|disable` and `poll` from
 /// `commands` and publishes every host's state for the control socket
-/// (`control::board`).
+/// (`control::board`). A reload hands it the next plan ([`Command::Adopt`]): checks in
+/// flight are cancelled, the hosts both plans have keep their state, and the schedule
+/// starts over on the new plan with a round of checks at once.
 pub async fn run(shared: Arc<Shared>, log_changes: bool, commands: mpsc::Receiver<Command>) {
+    let mut shared = shared;
+    let mut health: Vec<HostCheck> = vec![HostCheck::default(); shared.plan.hosts.len()];
+    let mut board = Switchboard::new(&shared, commands);
+    loop {
+        let (next, reply) = schedule(&shared, &mut health, &mut board, log_changes).await;
+        health = carry(&shared.plan, &health, &next.plan);
+        board.replan(&next);
+        for (h, hc) in health.iter().enumerate() {
+            let checked = next
+                .plan
+                .hosts
+                .get(h)
+                .and_then(|x| next.plan.tables.get(x.table as usize))
+                .is_some_and(|t| runs(&t.check));
+            // Hosts of tables without a check stay as `Shared` made them: up.
+            if checked {
+                if let Some(up) = next.host_up.get(h) {
+                    up.store(hc.health.state == HostState::Up, Ordering::Relaxed);
+                }
+            }
+            board.publish(&next, h, hc, false);
+        }
+        shared = next;
+        let _ = reply.send(());
+    }
+}
+
+/// The health of `old`'s hosts that `new` keeps: same table (by name) with the same
+/// check, same host name and address, in a table the new plan has enabled. The others
+/// start unknown, as at start.
+fn carry(old: &Plan, health: &[HostCheck], new: &Plan) -> Vec<HostCheck> {
+    let mut taken = vec![false; old.hosts.len()];
+    new.hosts
+        .iter()
+        .map(|nh| {
+            let Some(nt) = new.tables.get(nh.table as usize) else {
+                return HostCheck::default();
+            };
+            if nt.disabled || !runs(&nt.check) {
+                return HostCheck::default();
+            }
+            let found = old.hosts.iter().enumerate().position(|(i, oh)| {
+                !taken[i]
+                    && oh.name == nh.name
+                    && oh.address == nh.address
+                    && old
+                        .tables
+                        .get(oh.table as usize)
+                        .is_some_and(|ot| ot.name == nt.name && ot.check == nt.check)
+            });
+            match found.and_then(|i| Some((i, *health.get(i)?))) {
+                Some((i, hc)) => {
+                    taken[i] = true;
+                    hc
+                }
+                None => HostCheck::default(),
+            }
+        })
+        .collect()
+}
+
+/// Checks `shared`'s plan every interval until a reload hands over the next plan, which
+/// it returns with the reload's reply.
+async fn schedule(
+    shared: &Shared,
+    health: &mut [HostCheck],
+    board: &mut Switchboard,
+    log_changes: bool,
+) -> (Arc<Shared>, tokio::sync::oneshot::Sender<()>) {
     let plan = &shared.plan;
-    let mut health: Vec<HostCheck> = vec![HostCheck::default(); plan.hosts.len()];
     let interval = Duration::from_secs(u64::from(plan.globals.interval_s.max(1)));
     // Children by parent (relayd host ids are index + 1), computed once.
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); plan.hosts.len()];
@@ -165,7 +235,6 @@ pub async fn run(shared: Arc<Shared>, log_changes: bool, commands: mpsc::Receive
             }
         }
     }
-    let mut board = Switchboard::new(&shared, commands);
     let mut tick: u64 = 0;
     loop {
         let started = Instant::now();
@@ -178,7 +247,7 @@ pub async fn run(shared: Arc<Shared>, log_changes: bool, commands: mpsc::Receive
             }
             for &h in &t.hosts {
                 let host = &plan.hosts[h as usize];
-                if host.parent.is_some() || board.host_off(&shared, h as usize) {
+                if host.parent.is_some() || board.host_off(shared, h as usize) {
                     continue;
                 }
                 let Some(job) = Job::new(plan, t, h as usize) else {
@@ -200,32 +269,36 @@ pub async fn run(shared: Arc<Shared>, log_changes: bool, commands: mpsc::Receive
                     let Some(Ok((h, o, took))) = r else { continue };
                     pending.remove(&h);
                     // Disabled while its check ran: the result is dropped.
-                    if board.host_off(&shared, h) {
+                    if board.host_off(shared, h) {
                         continue;
                     }
-                    record(&shared, &mut health, h, &o, took, log_changes);
-                    board.publish(&shared, h, &health[h], true);
+                    record(shared, health, h, &o, took, log_changes);
+                    board.publish(shared, h, &health[h], true);
                     // Children copy the parent's raw result; relayd never starts their
                     // clock, so their lines say 0ms, and their own code stays 0.
                     let copy = Outcome { code: None, ..o };
                     for &c in children.get(h).map_or(&[][..], Vec::as_slice) {
-                        record(&shared, &mut health, c, &copy, Duration::ZERO, log_changes);
-                        board.publish(&shared, c, &health[c], true);
+                        record(shared, health, c, &copy, Duration::ZERO, log_changes);
+                        board.publish(shared, c, &health[c], true);
                     }
                 }
                 () = tokio::time::sleep_until(next) => break,
                 cmd = board.next() => {
+                    // Checks still running are cancelled with `checks`.
+                    if let Command::Adopt { next, reply } = cmd {
+                        return (next, reply);
+                    }
                     // `poll`: a new round now, as at the next tick.
-                    if board.apply(&shared, cmd, &mut health) {
+                    if board.apply(shared, cmd, health) {
                         poll = true;
                         break;
                     }
                 }
             }
         }
-        interval_timeout(&mut health, &pending);
+        interval_timeout(health, &pending);
         for &h in &pending {
-            board.publish(&shared, h, &health[h], false);
+            board.publish(shared, h, &health[h], false);
         }
         // Dropping the set cancels what is left (scripts are killed with their task).
         drop(checks);

@@ -15,8 +15,13 @@ pub mod control;
 pub mod health;
 pub mod http;
 pub mod log;
+pub mod notify;
 pub mod plan;
+pub mod privs;
+pub mod redirect;
 pub mod serve;
+pub mod signer;
+pub mod tls;
 
 pub use plan::{
     load, load_bytes, load_public, validate, Inconsistency, KeysSection, LoadError, Loaded,

@@ -523,17 +523,21 @@ fn tcp_relays_splice_unless_told_not_to() {
     relay.wait_log("the spliced session's close", |l| {
         l.contains("relay spliced, session") && l.contains(", done")
     });
-    // One pipe per direction (two fds each), kept by the worker for the next session.
-    assert_eq!(
-        pipes_of(pid),
-        base + 4,
-        "a spliced session moves bytes through pipes"
+    // A bulk direction splices through a pipe (two fds), which the worker keeps for the
+    // next session: at least one direction of a 1 MiB echo is bulk.
+    let first = pipes_of(pid);
+    assert!(
+        first >= base + 2 && first <= base + 4,
+        "a spliced session moves bytes through pipes: {base} -> {first}"
     );
-    echo_through(spliced);
-    assert_eq!(
-        pipes_of(pid),
-        base + 4,
-        "pipes are reused, not made per session"
+    // More sessions reuse the pooled pipes: at most one pair per direction, ever.
+    for _ in 0..3 {
+        echo_through(spliced);
+    }
+    let later = pipes_of(pid);
+    assert!(
+        later <= base + 4,
+        "pipes are reused, not made per session: {base} -> {first} -> {later}"
     );
     let (code, log) = relay.terminate();
     assert_eq!(code, 0, "{log}");

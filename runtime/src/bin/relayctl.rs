@@ -188,8 +188,8 @@ fn render(reply: Reply, action: Action, json: bool) -> Result<(String, i32, bool
             } else {
                 match action {
                     Action::LogVerbose | Action::LogBrief => "logging request sent.\n".into(),
-                    // relayctl prints nothing for a reload.
-                    Action::Reload | Action::Load => String::new(),
+                    // relayd's relayctl prints nothing for a reload, as it does not wait
+                    // for one; this one waits, so it says how it went either way.
                     _ => "command succeeded\n".into(),
                 }
             };

@@ -20,7 +20,7 @@ use crate::serve::Shared;
 use relaydc_spec::health::{Health, HostState};
 use relaydc_spec::plan::Check;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// A host as relayctl shows it.
@@ -65,6 +65,15 @@ pub struct Status {
 impl Status {
     pub fn new(plan: &relaydc_spec::plan::Plan) -> Status {
         let (events, _) = broadcast::channel(1024);
+        Status::with_events(plan, events)
+    }
+
+    /// The status of a plan that replaces a running one: `relayctl monitor` clients
+    /// subscribed to `events` keep receiving across the reload.
+    pub fn with_events(
+        plan: &relaydc_spec::plan::Plan,
+        events: broadcast::Sender<Event>,
+    ) -> Status {
         Status {
             board: Mutex::new(Board {
                 hosts: vec![HostView::default(); plan.hosts.len()],
@@ -89,6 +98,13 @@ pub enum Command {
     },
     /// Check every table now, skip counters reset.
     Poll { reply: oneshot::Sender<()> },
+    /// A reload: take the new plan's state over, carrying the health of the hosts it
+    /// keeps, and answer once its host states are published, before the plan is swapped
+    /// in (`serve::reload`).
+    Adopt {
+        next: Arc<Shared>,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// What the health loop keeps per host, as far as commands are concerned: the state
@@ -123,6 +139,19 @@ pub struct Switchboard {
 
 impl Switchboard {
     pub fn new(shared: &Shared, commands: mpsc::Receiver<Command>) -> Switchboard {
+        let mut board = Switchboard {
+            commands,
+            host_off: Vec::new(),
+            table_off: Vec::new(),
+            children: Vec::new(),
+        };
+        board.replan(shared);
+        board
+    }
+
+    /// Starts over on a new plan. What relayctl disabled is forgotten: a reload brings the
+    /// configuration back, as relayd's does.
+    pub fn replan(&mut self, shared: &Shared) {
         let plan = &shared.plan;
         let mut children = vec![Vec::new(); plan.hosts.len()];
         for (i, h) in plan.hosts.iter().enumerate() {
@@ -132,12 +161,9 @@ impl Switchboard {
                 }
             }
         }
-        Switchboard {
-            commands,
-            host_off: vec![false; plan.hosts.len()],
-            table_off: plan.tables.iter().map(|t| t.disabled).collect(),
-            children,
-        }
+        self.host_off = vec![false; plan.hosts.len()];
+        self.table_off = plan.tables.iter().map(|t| t.disabled).collect();
+        self.children = children;
     }
 
     /// Whether table `t` (index) is disabled: not checked.
@@ -168,6 +194,9 @@ impl Switchboard {
                 let _ = reply.send(());
                 true
             }
+            // The health loop takes a new plan itself, before it gets here; dropping the
+            // reply tells the reload it was not taken.
+            Command::Adopt { .. } => false,
             Command::Host {
                 enable,
                 target,

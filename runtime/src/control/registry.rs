@@ -76,28 +76,52 @@ struct Counter {
     shown: Stats,
 }
 
-/// A worker's registry.
+/// A worker's registry. It outlives reloads: sessions of every plan still running are
+/// listed; the statistics are those of the newest plan's relays.
 pub struct Registry {
     /// The worker's index (relayd's relay process instance).
     proc: u32,
-    first_ids: Vec<u32>,
+    /// Which plan the counters are for (see [`View`]).
+    generation: Cell<u64>,
     live: RefCell<HashMap<u32, Rc<Entry>>>,
     counters: RefCell<Vec<Counter>>,
 }
 
+/// The registry as one plan's sessions use it: relay ids are that plan's.
+pub struct View {
+    registry: Rc<Registry>,
+    first_ids: Vec<u32>,
+    generation: u64,
+}
+
 impl Registry {
-    pub fn new(plan: &Plan, proc: u32) -> Registry {
-        let first_ids = first_ids(plan);
-        let relays: usize = plan.relays.iter().map(|r| r.listeners.len().max(1)).sum();
+    pub fn new(proc: u32) -> Registry {
         Registry {
             proc,
-            first_ids,
+            generation: Cell::new(0),
             live: RefCell::new(HashMap::new()),
-            counters: RefCell::new(vec![Counter::default(); relays]),
+            counters: RefCell::new(Vec::new()),
         }
     }
 
-    /// Registers a session that just started on `relay`'s `listener` and counts it.
+    /// Starts counting `plan`'s relays (at start and at every reload): statistics start
+    /// from zero, as relayd's rebuilt relays do.
+    pub fn replan(self: &Rc<Self>, plan: &Plan) -> View {
+        let relays: usize = plan.relays.iter().map(|r| r.listeners.len().max(1)).sum();
+        *self.counters.borrow_mut() = vec![Counter::default(); relays];
+        let generation = self.generation.get().wrapping_add(1);
+        self.generation.set(generation);
+        View {
+            registry: Rc::clone(self),
+            first_ids: first_ids(plan),
+            generation,
+        }
+    }
+}
+
+impl View {
+    /// Registers a session that just started on `relay`'s `listener` and counts it
+    /// (a session of a plan already replaced is listed, not counted).
     pub fn open(
         &self,
         relay: usize,
@@ -105,15 +129,18 @@ impl Registry {
         id: u32,
         client: SocketAddr,
     ) -> Registered<'_> {
+        let registry = &*self.registry;
         let relayd_id = self.first_ids.get(relay).map_or(0, |f| {
             f.saturating_add(u32::try_from(listener).unwrap_or(0))
         });
-        if let Some(c) = self
-            .counters
-            .borrow_mut()
-            .get_mut((relayd_id as usize).wrapping_sub(1))
-        {
-            c.last += 1;
+        if registry.generation.get() == self.generation {
+            if let Some(c) = registry
+                .counters
+                .borrow_mut()
+                .get_mut((relayd_id as usize).wrapping_sub(1))
+            {
+                c.last += 1;
+            }
         }
         let now = Instant::now();
         let entry = Rc::new(Entry {
@@ -124,13 +151,12 @@ impl Registry {
             start: now,
             last: Cell::new(now),
         });
-        self.live.borrow_mut().insert(id, Rc::clone(&entry));
-        Registered {
-            registry: self,
-            entry,
-        }
+        registry.live.borrow_mut().insert(id, Rc::clone(&entry));
+        Registered { registry, entry }
     }
+}
 
+impl Registry {
     /// relayd's `relay_statistics`, once per [`STAT_INTERVAL`]. relayd never resets its
     /// day counter (it bumps the hour reset twice); here the day counter restarts each
     /// day, as the code around it intends.

@@ -9,7 +9,9 @@ use super::proto::{
 };
 use super::registry::{self, Query, Report};
 use crate::log;
+use crate::serve::reload::Reloader;
 use crate::serve::Shared;
+use arc_swap::ArcSwap;
 use relaydc_spec::health::HostState;
 use relaydc_spec::plan::{Check, Target as PlanTarget};
 use std::io;
@@ -101,11 +103,12 @@ impl Drop for Socket {
 
 /// What the control task needs.
 pub struct Control {
-    pub shared: Arc<Shared>,
+    /// The running plan; a reload swaps it, so every answer loads it afresh.
+    pub current: Arc<ArcSwap<Shared>>,
+    /// `reload [PLAN]` and `load PLAN`.
+    pub reloader: Arc<Reloader>,
     pub health: mpsc::Sender<board::Command>,
     pub workers: Vec<mpsc::Sender<Query>>,
-    /// The plan file the process was started with (`reload` without a file).
-    pub plan_path: PathBuf,
     /// Notified by `relayctl stop`.
     pub stop: Arc<Notify>,
 }
@@ -246,22 +249,11 @@ async fn handle(ctl: &Control, command: Command) -> Reply {
             log::set_verbosity(if verbose { 2 } else { 0 });
             Reply::Succeeded
         }
-        Command::Reload { path } => {
-            let path = path.map_or_else(|| ctl.plan_path.clone(), PathBuf::from);
-            let checked = tokio::task::spawn_blocking({
-                let path = path.clone();
-                move || crate::serve::check_reload(&path)
-            })
-            .await;
-            match checked {
-                Ok(Ok(())) => failed(format!(
-                    "{}: the plan is valid, but this relayd-run cannot swap plans while running; restart it to use the plan",
-                    path.display()
-                )),
-                Ok(Err(e)) => failed(format!("{}: {e}", path.display())),
-                Err(e) => failed(format!("{}: {e}", path.display())),
-            }
-        }
+        // Answered once the new plan runs (relayd answers nothing and does not wait).
+        Command::Reload { path } => match ctl.reloader.reload(path.map(PathBuf::from)).await {
+            Ok(()) => Reply::Succeeded,
+            Err(refused) => failed(refused.to_string()),
+        },
         Command::Stop => Reply::Succeeded,
         // Answered by `connection`.
         Command::Monitor => Reply::Succeeded,
@@ -285,7 +277,7 @@ async fn switch(
     }
     match tokio::time::timeout(PATIENCE, rx).await {
         Ok(Ok(Ok(id))) => {
-            let _ = ctl.shared.status.events.send(Event {
+            let _ = ctl.current.load().status.events.send(Event {
                 what: kind,
                 id,
                 state: None,
@@ -332,11 +324,13 @@ async fn summary(ctl: &Control) -> Summary {
             sum.interval_s = s.interval_s;
         }
     }
-    let board = match ctl.shared.status.board.lock() {
+    // The board and the plan it describes, from one load: both change with a reload.
+    let shared = ctl.current.load_full();
+    let board = match shared.status.board.lock() {
         Ok(b) => b.clone(),
         Err(p) => p.into_inner().clone(),
     };
-    build_summary(&ctl.shared, &board, &stats)
+    build_summary(&shared, &board, &stats)
 }
 
 /// The summary from the plan, the published states and the summed statistics.
@@ -442,7 +436,7 @@ async fn monitor(
     mut read: BufReader<tokio::net::unix::OwnedReadHalf>,
     mut write: tokio::net::unix::OwnedWriteHalf,
 ) {
-    let mut events = ctl.shared.status.events.subscribe();
+    let mut events = ctl.current.load().status.events.subscribe();
     let mut scratch = [0u8; 256];
     loop {
         tokio::select! {

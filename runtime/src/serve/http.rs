@@ -3,13 +3,17 @@
 //! their options (`spec::filter::apply`), refuse or connect (late: a blocked request
 //! never opens a backend connection), forward head and body, then the same for the
 //! response; keep-alive and pipelining on the same connections, one close line per
-//! session with its session log.
+//! session with its session log. Either connection may speak TLS (`listen … tls`,
+//! `forward with tls`, TLS inspection); the handshakes happen where relayd's relay.c
+//! does them (`session::tls_accept` and friends) and the rest reads and writes a
+//! [`Stream`] whichever it is.
 
 use super::pool::{self, Choice};
-use super::session::{errno_text, io_text, tune, End};
+use super::session::{errno_text, io_text, tune, At, End, Sides};
 use super::worker::Worker;
 use crate::control::registry::Registered;
 use crate::http::{self, Body, Carry, ChunkedDecoder, HeadReader, HttpError, Method, Parsed};
+use crate::tls::Stream;
 use relaydc_spec::balance::Hasher;
 use relaydc_spec::errorpage::{self, ErrorPage};
 use relaydc_spec::filter::apply::{self, Actions, MacroContext, SessionLog};
@@ -17,11 +21,13 @@ use relaydc_spec::filter::eval::{evaluate, SessionState, Verdict};
 use relaydc_spec::filter::head::Head;
 use relaydc_spec::filter::Direction;
 use relaydc_spec::plan::{Address, Protocol};
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 const READ: usize = 16 * 1024;
 
@@ -34,13 +40,13 @@ const FORBIDDEN: HttpError = HttpError {
 
 /// A connection with the bytes read from it but not used yet.
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     start: usize,
 }
 
 impl Conn {
-    fn new(stream: TcpStream) -> Conn {
+    fn new(stream: Stream) -> Conn {
         Conn {
             stream,
             buf: Vec::new(),
@@ -82,18 +88,21 @@ enum Stop {
     /// relayd's `relay_abort_http`: a page with `return error`, then close.
     Abort { err: HttpError, label: bool },
     /// Closed with a message and an OS error text.
-    Fail { msg: &'static str, error: String },
+    Fail {
+        msg: Cow<'static, str>,
+        error: String,
+    },
 }
 
 fn io_stop(e: &std::io::Error) -> Stop {
     if e.kind() == std::io::ErrorKind::TimedOut {
         Stop::Fail {
-            msg: "buffer event timeout",
+            msg: Cow::Borrowed("buffer event timeout"),
             error: errno_text(0),
         }
     } else {
         Stop::Fail {
-            msg: "buffer event error",
+            msg: Cow::Borrowed("buffer event error"),
             error: io_text(e),
         }
     }
@@ -111,7 +120,13 @@ struct Session<'a> {
     log: SessionLog,
     hasher: Hasher,
     backend: Option<(Conn, SocketAddr)>,
+    /// The backend a failed connect was for: relayd has set the session's address by
+    /// then, and its close line shows it.
+    tried: Option<SocketAddr>,
     backend_table: Option<u32>,
+    /// `forward with tls`: backends are spoken to over TLS.
+    connector: Option<&'a TlsConnector>,
+    id: u32,
     /// The session's entry in the worker's registry (`relayctl show sessions`).
     reg: Registered<'a>,
     /// Reused from message to message: the head written out, and the start line's
@@ -136,6 +151,7 @@ pub async fn run(
         return;
     };
     tune(&client, &proto.tcp);
+    let sides = super::session::sides(&w, relay, listener);
     let mut s = Session {
         w: &w,
         relay,
@@ -148,16 +164,31 @@ pub async fn run(
         log: SessionLog::new(),
         hasher: Hasher::new(&w.shared.relay_keys[relay]),
         backend: None,
+        tried: None,
         backend_table: None,
+        connector: None,
+        id,
         reg: w.registry.open(relay, listener, id, peer),
         out: Vec::with_capacity(1024),
         version: Vec::with_capacity(16),
         code: Vec::with_capacity(8),
     };
-    let mut client = Conn::new(client);
-    let stop = s.serve(&mut client).await;
-    let end = s.finish(&mut client, stop).await;
-    let backend = s.backend.as_ref().map(|(_, a)| *a);
+    let end = match sides {
+        Ok(sides) => match s.open(client, sides).await {
+            Ok(mut client) => {
+                let stop = s.serve(&mut client).await;
+                let end = s.finish(&mut client, stop).await;
+                super::session::tls_close(&mut client.stream).await;
+                if let Some((server, _)) = s.backend.as_mut() {
+                    super::session::tls_close(&mut server.stream).await;
+                }
+                end
+            }
+            Err(end) => end,
+        },
+        Err(end) => end,
+    };
+    let backend = s.backend.as_ref().map(|(_, a)| *a).or(s.tried);
     let tag = s
         .filter
         .tag
@@ -176,7 +207,41 @@ pub async fn run(
     w.active.set(w.active.get().saturating_sub(1));
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// The client's connection as the session reads it: TLS accepted if the listener
+    /// says `tls`; with TLS inspection the backend is connected first (relayd's
+    /// `relay_preconnect`) and the client served a copy of its certificate.
+    async fn open(&mut self, client: TcpStream, sides: Option<Sides<'a>>) -> Result<Conn, End> {
+        let Some(sides) = sides else {
+            return Ok(Conn::new(Stream::Tcp(client)));
+        };
+        self.connector = sides.connect;
+        let at = At {
+            w: self.w,
+            relay: self.relay,
+            id: self.id,
+        };
+        let stream = if let Some(inspect) = sides.inspect {
+            if let Err(stop) = self.connect().await {
+                return Err(match stop {
+                    Stop::Fail { msg, error } => End::error(msg.into_owned(), error),
+                    Stop::Done => End::ok("done"),
+                    Stop::Abort { err, .. } => End::ok(err.msg),
+                });
+            }
+            let Some((server, _)) = self.backend.as_ref() else {
+                return Err(End::error("session failed".into(), errno_text(0)));
+            };
+            super::session::tls_accept_inspected(at, inspect, &server.stream, client, self.idle)
+                .await?
+        } else if let Some(acceptor) = sides.accept {
+            super::session::tls_accept(at, acceptor, client, self.idle).await?
+        } else {
+            Stream::Tcp(client)
+        };
+        Ok(Conn::new(stream))
+    }
+
     fn listen(&self) -> (IpAddr, u16) {
         let l = &self.w.shared.plan.relays[self.relay].listeners[self.listener];
         let ip = match l.address {
@@ -190,7 +255,7 @@ impl Session<'_> {
     async fn finish(&mut self, client: &mut Conn, stop: Stop) -> End {
         match stop {
             Stop::Done => End::ok("done"),
-            Stop::Fail { msg, error } => End::error(msg.to_string(), error),
+            Stop::Fail { msg, error } => End::error(msg.into_owned(), error),
             Stop::Abort { err, label } => {
                 let Some(page) = &self.proto.return_error else {
                     return End::ok_owned(err.msg.to_string());
@@ -213,7 +278,7 @@ impl Session<'_> {
                     listen_port: port,
                 }
                 .render(now);
-                let _ = client.stream.write_all(&bytes).await;
+                let _ = client.stream.send(&bytes).await;
                 End::error(errorpage::close_message(err.msg, err.status), errno_text(0))
             }
         }
@@ -434,7 +499,7 @@ impl Session<'_> {
             self.out.clear();
             http::write_head_verbatim(&head, &self.version, &self.code, &mut self.out);
             if upgrade {
-                if let Err(e) = client.stream.write_all(&self.out).await {
+                if let Err(e) = client.stream.send(&self.out).await {
                     return io_stop(&e);
                 }
                 return raw(client, server, self.idle).await;
@@ -465,11 +530,28 @@ impl Session<'_> {
         };
         let Choice::Backend { addr, retry } = choice else {
             return Err(Stop::Fail {
-                msg: "session failed",
+                msg: Cow::Borrowed("session failed"),
                 error: errno_text(0),
             });
         };
-        match super::session::connect(addr, retry, self.idle, &self.proto.tcp).await {
+        let connected = match super::session::connect(addr, retry, self.idle, &self.proto.tcp).await
+        {
+            Ok(s) => match self.connector {
+                Some(c) => {
+                    let at = At {
+                        w: self.w,
+                        relay: self.relay,
+                        id: self.id,
+                    };
+                    super::session::tls_connect(at, c, s, addr, self.idle)
+                        .await
+                        .map_err(|end| (end.msg, end.error.unwrap_or_default()))
+                }
+                None => Ok(Stream::Tcp(s)),
+            },
+            Err(e) => Err(("session failed".to_string(), io_text(&e))),
+        };
+        match connected {
             Ok(s) => {
                 self.backend = Some((Conn::new(s), addr));
                 self.reg.backend(addr);
@@ -477,11 +559,12 @@ impl Session<'_> {
                 self.filter.backend_cleared = false;
                 Ok(())
             }
-            Err(e) => {
+            Err((msg, error)) => {
                 self.backend = None;
+                self.tried = Some(addr);
                 Err(Stop::Fail {
-                    msg: "session failed",
-                    error: io_text(&e),
+                    msg: Cow::Owned(msg),
+                    error,
                 })
             }
         }
@@ -500,13 +583,13 @@ async fn forward_body(
 ) -> Result<(), Stop> {
     match body {
         Body::None => {
-            let r = to.stream.write_all(head).await;
+            let r = to.stream.send(head).await;
             head.clear();
             r.map_err(|e| io_stop(&e))
         }
         Body::Length(mut left) => {
             let n = (from.data().len() as u64).min(left) as usize;
-            let r = write_pair(&to.stream, head, &from.data()[..n]).await;
+            let r = to.stream.send_pair(head, &from.data()[..n]).await;
             head.clear();
             from.consume(n);
             r.map_err(|e| io_stop(&e))?;
@@ -520,7 +603,7 @@ async fn forward_body(
                     }
                 }
                 let n = (from.data().len() as u64).min(left) as usize;
-                let r = to.stream.write_all(&from.data()[..n]).await;
+                let r = to.stream.send(&from.data()[..n]).await;
                 from.consume(n);
                 r.map_err(|e| io_stop(&e))?;
                 left -= n as u64;
@@ -534,12 +617,12 @@ async fn forward_body(
             loop {
                 // A bad chunk closes the session as an error, without a page.
                 let fed = dec.feed(from.data(), out).map_err(|e| Stop::Fail {
-                    msg: e.msg(),
+                    msg: Cow::Borrowed(e.msg()),
                     error: errno_text(0),
                 })?;
                 from.consume(fed.consumed);
                 if !out.is_empty() {
-                    let r = to.stream.write_all(out).await;
+                    let r = to.stream.send(out).await;
                     out.clear();
                     r.map_err(|e| io_stop(&e))?;
                 }
@@ -554,7 +637,7 @@ async fn forward_body(
             }
         }
         Body::UntilClose => {
-            let r = write_pair(&to.stream, head, from.data()).await;
+            let r = to.stream.send_pair(head, from.data()).await;
             head.clear();
             let n = from.data().len();
             from.consume(n);
@@ -569,7 +652,7 @@ async fn forward_body(
                     Err(e) => return Err(io_stop(&e)),
                 }
                 let n = from.data().len();
-                let r = to.stream.write_all(from.data()).await;
+                let r = to.stream.send(from.data()).await;
                 from.consume(n);
                 r.map_err(|e| io_stop(&e))?;
             }
@@ -577,36 +660,18 @@ async fn forward_body(
     }
 }
 
-/// Writes `a` then `b`, gathered into as few writev(2) calls as the socket allows.
-async fn write_pair(to: &TcpStream, mut a: &[u8], mut b: &[u8]) -> std::io::Result<()> {
-    use std::io::IoSlice;
-    while !a.is_empty() || !b.is_empty() {
-        to.writable().await?;
-        let n = match to.try_write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        let from_a = n.min(a.len());
-        a = &a[from_a..];
-        b = &b[n - from_a..];
-    }
-    Ok(())
-}
-
 /// After a websocket upgrade: bytes both ways until either side closes.
 async fn raw(client: &mut Conn, server: &mut Conn, idle: Duration) -> Stop {
     if !client.data().is_empty() {
         let n = client.data().len();
-        if server.stream.write_all(client.data()).await.is_err() {
+        if server.stream.send(client.data()).await.is_err() {
             return Stop::Done;
         }
         client.consume(n);
     }
     if !server.data().is_empty() {
         let n = server.data().len();
-        if client.stream.write_all(server.data()).await.is_err() {
+        if client.stream.send(server.data()).await.is_err() {
             return Stop::Done;
         }
         server.consume(n);

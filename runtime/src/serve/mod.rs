@@ -8,10 +8,11 @@
 //! "running"), then runs the health checks and the control socket (`crate::control`)
 //! until SIGTERM/SIGINT or `relayctl stop`: workers stop accepting, sessions get
 //! [`GRACE`] to finish, and the process logs `parent terminating, pid N` and exits 0.
+//! SIGHUP and `relayctl reload [PLAN]` replace the running plan ([`reload`]).
 //!
 //! What is served today: TCP relays (the default protocol and `tcp protocol`s) and HTTP
 //! relays (`http protocol`s, with their filter rules) forwarding to an address or to
-//! tables. Plans that need more (HTTP filtering, TLS, DNS, NAT
+//! tables, with TLS on either side (`crate::tls`). Plans that need more (DNS, NAT
 //! lookup, redirects, routers) are refused at start with a sentence saying which relay
 //! needs what, rather than served wrongly.
 
@@ -19,11 +20,13 @@ mod http;
 mod listen;
 mod minttl;
 mod pool;
+pub mod reload;
 mod session;
 mod splice;
 mod worker;
 
 use crate::{control, health, log};
+use arc_swap::ArcSwap;
 use relaydc_spec::plan::{Plan, ProtocolKind, Target};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -63,9 +66,6 @@ pub fn servable(plan: &Plan) -> Result<(), ServeError> {
         if let Some(ProtocolKind::Dns) = proto.map(|p| &p.kind) {
             missing.push(format!("relay {} uses a dns protocol", r.name));
         }
-        if r.listeners.iter().any(|l| l.tls) || r.forwards.iter().any(|f| f.tls) {
-            missing.push(format!("relay {} uses TLS", r.name));
-        }
         for f in &r.forwards {
             match f.target {
                 Target::NatLookup { .. } => {
@@ -102,14 +102,24 @@ pub fn servable(plan: &Plan) -> Result<(), ServeError> {
 pub struct Options {
     /// `-s`: the control socket.
     pub socket: Option<PathBuf>,
-    /// The plan's file: what `relayctl reload` checks when given no file.
+    /// The plan's file: what SIGHUP and `relayctl reload` without a file load.
     pub plan_path: PathBuf,
+    /// The signer process holding the plan's private keys (none without keys).
+    pub signer: Option<crate::signer::Signer>,
+    /// Whom to become once every socket is bound (`-u`, `--no-privdrop`).
+    pub privileges: crate::privs::Privileges,
 }
 
 /// Runs the plan until SIGTERM/SIGINT (or `relayctl stop`). Returns once everything has
 /// stopped.
 pub fn serve(plan: Plan, opts: &Options) -> Result<(), ServeError> {
     servable(&plan)?;
+    // Keypairs and CAs load before any socket is bound: one that fails refuses the plan.
+    let keys = match &opts.signer {
+        Some(s) => crate::tls::KeySource::Signer(s),
+        None => crate::tls::KeySource::None,
+    };
+    let tls = crate::tls::build(&plan, keys).map_err(ServeError::Start)?;
     let workers = plan.globals.prefork.max(1) as usize;
     // Every worker's sockets, bound before anything runs.
     let mut sockets = Vec::with_capacity(workers);
@@ -117,30 +127,49 @@ pub fn serve(plan: Plan, opts: &Options) -> Result<(), ServeError> {
         sockets.push(listen::bind_all(&plan)?);
     }
     let socket = control_socket(opts.socket.as_deref(), &plan.globals.socket)?;
-    let shared = Arc::new(worker::Shared::new(plan));
+    // Every socket is bound and no thread runs yet (capabilities are per thread).
+    opts.privileges
+        .apply()
+        .map_err(|e| ServeError::Start(e.to_string()))?;
+    let mut shared = worker::Shared::new(plan);
+    shared.tls = tls;
+    let shared = Arc::new(shared);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut threads = Vec::with_capacity(workers);
     let mut queries = Vec::with_capacity(workers);
+    let mut reloads = Vec::with_capacity(workers);
     for (n, socks) in sockets.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
         let stop = stop_rx.clone();
         let (query_tx, query_rx) = tokio::sync::mpsc::channel(8);
         queries.push(query_tx);
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+        reloads.push(reload_tx);
         let t = std::thread::Builder::new()
             .name(format!("relay {}", n + 1))
-            .spawn(move || worker::run(shared, n, socks, stop, query_rx))
+            .spawn(move || worker::run(shared, n, socks, stop, query_rx, reload_rx))
             .map_err(|e| ServeError::Start(e.to_string()))?;
         threads.push(t);
     }
     let (health_tx, health_rx) = tokio::sync::mpsc::channel(16);
+    let current = Arc::new(ArcSwap::new(Arc::clone(&shared)));
+    let reloader = reload::Reloader::new(
+        Arc::clone(&current),
+        opts.plan_path.clone(),
+        reloads,
+        health_tx.clone(),
+        crate::bind::Root::default(),
+        opts.signer.clone(),
+    );
     let ctl = control::server::Control {
-        shared: Arc::clone(&shared),
+        current,
+        reloader: Arc::new(reloader),
         health: health_tx,
         workers: queries,
-        plan_path: opts.plan_path.clone(),
         stop: Arc::new(tokio::sync::Notify::new()),
     };
     let waited = wait_for_signal(Arc::clone(&shared), health_rx, ctl, socket);
+    crate::notify::stopping();
     let _ = stop_tx.send(true);
     for t in threads {
         let _ = t.join();
@@ -174,8 +203,8 @@ fn control_socket(
     }
 }
 
-/// Runs the health checks and the control socket on this (the main) thread until
-/// SIGTERM/SIGINT or `relayctl stop`.
+/// Runs the health checks, the control socket and reloads on SIGHUP on this (the main)
+/// thread until SIGTERM/SIGINT or `relayctl stop`.
 fn wait_for_signal(
     shared: Arc<Shared>,
     commands: tokio::sync::mpsc::Receiver<control::board::Command>,
@@ -187,6 +216,7 @@ fn wait_for_signal(
         .build()
         .map_err(|e| ServeError::Start(e.to_string()))?;
     let stop = Arc::clone(&ctl.stop);
+    let reloader = Arc::clone(&ctl.reloader);
     let ctl = Arc::new(ctl);
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
@@ -194,7 +224,28 @@ fn wait_for_signal(
             signal(SignalKind::terminate()).map_err(|e| ServeError::Start(e.to_string()))?;
         let mut int =
             signal(SignalKind::interrupt()).map_err(|e| ServeError::Start(e.to_string()))?;
+        let mut hup = signal(SignalKind::hangup()).map_err(|e| ServeError::Start(e.to_string()))?;
+        let launched = Arc::clone(&shared);
+        let ready = async move {
+            // Bounded: a listener a worker could not take must not hold systemd up.
+            let t0 = tokio::time::Instant::now();
+            while !launched.launched_all() && t0.elapsed() < Duration::from_secs(5) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            crate::notify::ready();
+            std::future::pending::<()>().await
+        };
         let checks = health::run(shared, log::foreground(), commands);
+        let hangups = async {
+            while hup.recv().await.is_some() {
+                // A task of its own: a SIGHUP during a reload finds it running and is
+                // ignored, and the health loop keeps running meanwhile.
+                let reloader = Arc::clone(&reloader);
+                tokio::spawn(async move {
+                    let _ = reloader.reload(None).await;
+                });
+            }
+        };
         let control = async {
             match socket.as_mut() {
                 Some(s) => control::server::run(ctl, s).await,
@@ -207,14 +258,9 @@ fn wait_for_signal(
             _ = stop.notified() => {}
             _ = checks => {}
             _ = control => {}
+            _ = hangups => {}
+            _ = ready => {}
         }
         Ok(())
     })
-}
-
-/// `relayctl reload [PLAN]`: whether the plan could replace the running one (it loads,
-/// every check passes, and this version can serve it).
-pub fn check_reload(path: &Path) -> Result<(), String> {
-    let loaded = crate::plan::load(path).map_err(|e| e.to_string())?;
-    servable(&loaded.plan).map_err(|e| e.to_string())
 }

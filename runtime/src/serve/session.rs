@@ -1,17 +1,29 @@
 //! A TCP session: choose the backend, connect (with relayd's retries), copy both ways
 //! with half-close and an idle timeout re-armed by traffic in either direction, then
 //! log relayd's session close line.
+//!
+//! Over TLS (`listen … tls`, `forward with tls`) the same, with the handshakes as
+//! relayd's relay.c orders them: the client's first, then the backend's; with TLS
+//! inspection the backend's first, for the certificate the client is then served. TLS
+//! sessions copy through user space (rustls), never with splice, as relayd never
+//! splices TLS; plain sessions take the path they always took.
 
 use super::pool::{self, Choice};
 use super::worker::Worker;
 use crate::log;
+use crate::tls::{self, Inspect, Stream};
 use relaydc_spec::plan::{ConnectionLog, TcpOptions};
 use std::cell::Cell;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Copy buffer size. Buffers come from the worker's pool only while data moves, so an
 /// idle session holds none (10k idle keep-alive clients cost their sockets, not 128 KiB
@@ -61,6 +73,30 @@ pub async fn run(
         .map_or_else(super::listen::default_tcp, |p| p.tcp.clone());
     tune(&client, &tcp);
     let timeout = Duration::from_secs(u64::from(r.session_timeout_s.max(1)));
+    let (backend, end) = match sides(&w, relay, listener) {
+        Ok(None) => plain(&w, relay, listener, client, peer, &tcp, timeout, &reg).await,
+        Ok(Some(sides)) => {
+            let at = At { w: &w, relay, id };
+            secure(at, sides, listener, client, peer, &tcp, timeout, &reg).await
+        }
+        Err(end) => (None, end),
+    };
+    close_line(&w, relay, id, peer, backend, None, None, &end);
+    w.active.set(w.active.get().saturating_sub(1));
+}
+
+/// A session over plain TCP on both sides.
+#[allow(clippy::too_many_arguments)]
+async fn plain(
+    w: &Worker,
+    relay: usize,
+    listener: usize,
+    client: TcpStream,
+    peer: SocketAddr,
+    tcp: &TcpOptions,
+    timeout: Duration,
+    reg: &crate::control::registry::Registered<'_>,
+) -> (Option<SocketAddr>, End) {
     let choice = {
         let mut pools = w.pools.borrow_mut();
         pool::choose(
@@ -73,7 +109,7 @@ pub async fn run(
             None,
         )
     };
-    let (backend, end) = match choice {
+    match choice {
         Choice::None => (
             None,
             End {
@@ -81,10 +117,10 @@ pub async fn run(
                 error: Some(errno_text(0)),
             },
         ),
-        Choice::Backend { addr, retry } => match connect(addr, retry, timeout, &tcp).await {
+        Choice::Backend { addr, retry } => match connect(addr, retry, timeout, tcp).await {
             Ok(server) => (
                 Some(addr),
-                copy(client, server, timeout, &w, tcp.splice, reg.connected(addr)).await,
+                copy(client, server, timeout, w, tcp.splice, reg.connected(addr)).await,
             ),
             Err(e) => (
                 Some(addr),
@@ -94,9 +130,321 @@ pub async fn run(
                 },
             ),
         },
+    }
+}
+
+/// What TLS a session speaks.
+pub struct Sides<'a> {
+    /// The client's side, `listen … tls`.
+    pub accept: Option<&'a TlsAcceptor>,
+    /// The backend's side, `forward with tls`.
+    pub connect: Option<&'a TlsConnector>,
+    /// Both, with the protocol's `ca cert` and `ca key`.
+    pub inspect: Option<&'a Inspect>,
+}
+
+/// The TLS of a session on `listener` of `relay`: `None` for plain TCP on both sides.
+/// A relay that needs TLS its plan's state lacks is refused with relayd's words for a
+/// context it could not set up, never served in the clear.
+pub fn sides(w: &Worker, relay: usize, listener: usize) -> Result<Option<Sides<'_>>, End> {
+    let r = &w.shared.plan.relays[relay];
+    let listens = r.listeners.get(listener).is_some_and(|l| l.tls);
+    // `forward with tls` on any forward line makes the relay a TLS client (F_TLSCLIENT).
+    let forwards = r.forwards.iter().any(|f| f.tls);
+    if !listens && !forwards {
+        return Ok(None);
+    }
+    let t = w.shared.tls.relay(relay);
+    let accept = match (listens, t.and_then(|t| t.acceptor.as_ref())) {
+        (false, _) => None,
+        (true, Some(a)) => Some(a),
+        (true, None) => {
+            return Err(End::error(
+                "no TLS server context available".into(),
+                errno_text(0),
+            ))
+        }
     };
-    close_line(&w, relay, id, peer, backend, None, None, &end);
-    w.active.set(w.active.get().saturating_sub(1));
+    let connect = match (forwards, t.and_then(|t| t.connector.as_ref())) {
+        (false, _) => None,
+        (true, Some(c)) => Some(c),
+        (true, None) => {
+            return Err(End::error(
+                "could not configure the TLS client context".into(),
+                errno_text(0),
+            ))
+        }
+    };
+    let inspect = if listens && forwards {
+        t.and_then(|t| t.inspect.as_ref())
+    } else {
+        None
+    };
+    Ok(Some(Sides {
+        accept,
+        connect,
+        inspect,
+    }))
+}
+
+/// Who the TLS lines are about.
+#[derive(Clone, Copy)]
+pub struct At<'a> {
+    pub w: &'a Worker,
+    pub relay: usize,
+    pub id: u32,
+}
+
+impl At<'_> {
+    /// `relay NAME, tls session ID established|connected (N active)`: relayd's
+    /// log_debug, so `-vv`; formatted only when it will be written.
+    fn handshake_line(&self, what: &str) {
+        if log::verbosity() >= 2 {
+            log::debug2(&format!(
+                "relay {}, tls session {} {what} ({} active)",
+                self.w.shared.plan.relays[self.relay].name,
+                self.id,
+                self.w.active.get()
+            ));
+        }
+    }
+}
+
+/// The client's TLS handshake (relayd's `relay_tls_transaction` on the accept side),
+/// bounded by the session timeout.
+pub async fn tls_accept(
+    at: At<'_>,
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> Result<Stream, End> {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Err(_) => Err(End::error("TLS handshake timeout".into(), errno_text(0))),
+        Ok(Err(e)) => Err(End::error(tls::handshake_error(&e), errno_text(0))),
+        Ok(Ok(s)) => {
+            at.handshake_line("established");
+            Ok(Stream::Server(Box::new(s)))
+        }
+    }
+}
+
+/// The backend's TLS handshake, without a server name (relayd connects with none).
+pub async fn tls_connect(
+    at: At<'_>,
+    connector: &TlsConnector,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Stream, End> {
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
+        Err(_) => Err(End::error("TLS handshake timeout".into(), errno_text(0))),
+        Ok(Err(e)) => Err(End::error(tls::handshake_error(&e), errno_text(0))),
+        Ok(Ok(s)) => {
+            at.handshake_line("connected");
+            Ok(Stream::Client(Box::new(s)))
+        }
+    }
+}
+
+/// The client's handshake with the copy of the backend's certificate `server` showed:
+/// relayd's TLS inspection, after its `relay_preconnect`.
+pub async fn tls_accept_inspected(
+    at: At<'_>,
+    inspect: &Inspect,
+    server: &Stream,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> Result<Stream, End> {
+    let leaf = match server {
+        Stream::Client(s) => s.get_ref().1.peer_certificates().and_then(|c| c.first()),
+        _ => None,
+    };
+    let acceptor = match leaf.map(|c| inspect.acceptor(c.as_ref())) {
+        Some(Ok(a)) => a,
+        Some(Err(e)) => {
+            log::debug(&format!(
+                "relay {}: session {}: {e}",
+                at.w.shared.plan.relays[at.relay].name, at.id
+            ));
+            return Err(End::error(
+                "could not create certificate".into(),
+                errno_text(0),
+            ));
+        }
+        None => {
+            return Err(End::error(
+                "could not create certificate".into(),
+                errno_text(0),
+            ))
+        }
+    };
+    tls_accept(at, &acceptor, tcp, timeout).await
+}
+
+/// A TCP session with TLS on one side or both.
+#[allow(clippy::too_many_arguments)]
+async fn secure(
+    at: At<'_>,
+    sides: Sides<'_>,
+    listener: usize,
+    client: TcpStream,
+    peer: SocketAddr,
+    tcp: &TcpOptions,
+    timeout: Duration,
+    reg: &crate::control::registry::Registered<'_>,
+) -> (Option<SocketAddr>, End) {
+    let (mut client, addr, mut server) = if let Some(inspect) = sides.inspect {
+        let (addr, server) = match backend(at, &sides, listener, peer, tcp, timeout).await {
+            Ok(b) => b,
+            Err(e) => return e,
+        };
+        match tls_accept_inspected(at, inspect, &server, client, timeout).await {
+            Ok(c) => (c, addr, server),
+            Err(end) => return (Some(addr), end),
+        }
+    } else {
+        let client = match sides.accept {
+            Some(a) => match tls_accept(at, a, client, timeout).await {
+                Ok(c) => c,
+                Err(end) => return (None, end),
+            },
+            None => Stream::Tcp(client),
+        };
+        match backend(at, &sides, listener, peer, tcp, timeout).await {
+            Ok((addr, server)) => (client, addr, server),
+            Err(e) => return e,
+        }
+    };
+    let end = copy_streams(&mut client, &mut server, timeout, reg.connected(addr)).await;
+    tls_close(&mut client).await;
+    tls_close(&mut server).await;
+    (Some(addr), end)
+}
+
+/// relayd's `tls_close` when a session ends: close_notify, then FIN. Bounded: a peer
+/// that reads nothing more does not hold the session open.
+pub async fn tls_close(s: &mut Stream) {
+    if s.is_tls() {
+        use tokio::io::AsyncWriteExt;
+        let _ = tokio::time::timeout(Duration::from_millis(200), s.shutdown()).await;
+    }
+}
+
+/// Chooses the backend, connects (with relayd's retries) and, with `forward with tls`,
+/// shakes hands.
+async fn backend(
+    at: At<'_>,
+    sides: &Sides<'_>,
+    listener: usize,
+    peer: SocketAddr,
+    tcp: &TcpOptions,
+    timeout: Duration,
+) -> Result<(SocketAddr, Stream), (Option<SocketAddr>, End)> {
+    let choice = {
+        let mut pools = at.w.pools.borrow_mut();
+        pool::choose(
+            &at.w.shared,
+            &mut pools,
+            at.relay,
+            listener,
+            peer.ip(),
+            None,
+            None,
+        )
+    };
+    let Choice::Backend { addr, retry } = choice else {
+        return Err((None, End::error("session failed".into(), errno_text(0))));
+    };
+    let server = connect(addr, retry, timeout, tcp)
+        .await
+        .map_err(|e| (Some(addr), End::error("session failed".into(), io_text(&e))))?;
+    match sides.connect {
+        Some(c) => tls_connect(at, c, server, addr, timeout)
+            .await
+            .map(|s| (addr, s))
+            .map_err(|end| (Some(addr), end)),
+        None => Ok((addr, Stream::Tcp(server))),
+    }
+}
+
+/// Each direction's buffer when a side speaks TLS: rustls' records hold 16 KiB.
+const TLS_BUF: usize = 16 * 1024;
+
+/// [`copy`] for sessions with TLS on a side: both directions through user space, EOF
+/// passed on as a half-close (close_notify, then FIN), the same idle timer.
+async fn copy_streams(
+    client: &mut Stream,
+    server: &mut Stream,
+    idle: Duration,
+    last: &Cell<Instant>,
+) -> End {
+    let mut a = Touch { io: client, last };
+    let mut b = Touch { io: server, last };
+    let both = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, TLS_BUF, TLS_BUF);
+    let watchdog = async {
+        loop {
+            let due = last.get() + idle;
+            tokio::time::sleep_until(due).await;
+            if last.get() + idle <= Instant::now() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        r = both => match r {
+            Ok(_) => End::ok("done"),
+            Err(e) => End::error("buffer event error".into(), io_text(&e)),
+        },
+        _ = watchdog => End::error("buffer event timeout".into(), errno_text(0)),
+    }
+}
+
+/// A stream that re-arms the session's idle timer whenever bytes move.
+struct Touch<'a> {
+    io: &'a mut Stream,
+    last: &'a Cell<Instant>,
+}
+
+impl AsyncRead for Touch<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.last.set(Instant::now());
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Touch<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut *this.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            if n > 0 {
+                this.last.set(Instant::now());
+            }
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 pub fn tune(s: &TcpStream, tcp: &TcpOptions) {

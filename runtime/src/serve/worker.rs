@@ -4,14 +4,15 @@
 
 use super::listen::Bound;
 use super::{pool, session, GRACE};
-use crate::control::registry::{Query, Registry};
+use crate::control::registry::{self, Query, Registry};
 use crate::log;
 use relaydc_spec::plan::{Check, Plan};
 use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::LocalSet;
 
 /// What all workers share: the plan and the host states.
@@ -33,10 +34,25 @@ pub struct Shared {
     /// Host and table states for the control socket, and `monitor`'s events; written by
     /// the health loop and the control task, never on the request path.
     pub status: crate::control::board::Status,
+    /// Each relay's TLS (acceptors, backend connectors, inspection), built from the
+    /// plan and its keys before the plan is served (`crate::tls::build`).
+    pub tls: crate::tls::PlanTls,
 }
 
 impl Shared {
     pub fn new(plan: Plan) -> Shared {
+        let status = crate::control::board::Status::new(&plan);
+        Shared::with_status(plan, status)
+    }
+
+    /// The state of a plan that replaces `old`'s: `relayctl monitor` clients keep their
+    /// event stream across the reload.
+    pub fn following(plan: Plan, old: &Shared) -> Shared {
+        let status = crate::control::board::Status::with_events(&plan, old.status.events.clone());
+        Shared::with_status(plan, status)
+    }
+
+    fn with_status(plan: Plan, status: crate::control::board::Status) -> Shared {
         let host_up = plan
             .hosts
             .iter()
@@ -69,7 +85,6 @@ impl Shared {
             .map(|t| AtomicBool::new(t.disabled))
             .collect();
         let table_gated = plan.tables.iter().map(|_| AtomicBool::new(false)).collect();
-        let status = crate::control::board::Status::new(&plan);
         Shared {
             plan,
             host_up,
@@ -78,11 +93,24 @@ impl Shared {
             table_disabled,
             table_gated,
             status,
+            tls: crate::tls::PlanTls::default(),
         }
     }
 }
 
-/// 16 bytes from the kernel's random source (`/dev/urandom`); only at start.
+impl Shared {
+    /// Whether every enabled relay with a listener has logged `relay_launch` (a worker
+    /// accepts on it): when the service is ready (`crate::notify`).
+    pub fn launched_all(&self) -> bool {
+        self.plan
+            .relays
+            .iter()
+            .zip(&self.launched)
+            .all(|(r, l)| r.disabled || r.listeners.is_empty() || l.load(Ordering::Relaxed))
+    }
+}
+
+/// 16 bytes from the kernel's random source (`/dev/urandom`); only at start and reloads.
 pub fn random_key() -> [u8; 16] {
     use std::io::Read;
     let mut k = [0u8; 16];
@@ -92,21 +120,64 @@ pub fn random_key() -> [u8; 16] {
     k
 }
 
-/// Per-worker state (relayd's per-process globals).
-pub struct Worker {
-    pub shared: Arc<Shared>,
+/// What a worker thread keeps whatever plan it serves (relayd's per-process globals).
+pub struct Local {
     next_id: Cell<u32>,
-    /// relayd's `relay_sessions`: sessions of this worker, all relays.
+    /// relayd's `relay_sessions`: sessions of this worker, all relays, all plans.
     pub active: Cell<u32>,
-    pub pools: RefCell<pool::Pools>,
     pub buffers: session::BufPool,
     /// Empty pipes for spliced TCP sessions.
     pub pipes: super::splice::PipePool,
+}
+
+impl Local {
+    pub fn next_session_id(&self) -> u32 {
+        let id = self.next_id.get().wrapping_add(1);
+        self.next_id.set(id);
+        id
+    }
+}
+
+/// One plan as one worker thread serves it. A session holds the `Worker` it was accepted
+/// with until it ends, so a reload never changes the plan, the balancing state or the
+/// relay ids under it; what outlives plans is reached through `Deref` ([`Local`]).
+pub struct Worker {
+    pub shared: Arc<Shared>,
+    /// Balancing state for this plan's relays, listeners and forwards.
+    pub pools: RefCell<pool::Pools>,
     /// Live sessions and relay statistics, for `relayctl show sessions|relays`.
-    pub registry: Rc<Registry>,
+    pub registry: registry::View,
+    local: Rc<Local>,
+}
+
+impl std::ops::Deref for Worker {
+    type Target = Local;
+
+    fn deref(&self) -> &Local {
+        &self.local
+    }
 }
 
 impl Worker {
+    /// `shared`'s plan on this thread: fresh balancing state (relayd rebuilds its relays
+    /// on a reload) and statistics from zero.
+    fn new(shared: Arc<Shared>, local: &Rc<Local>, registry: &Rc<Registry>) -> Worker {
+        let seed = random_key();
+        let pools = pool::Pools::new(
+            &shared.plan,
+            u64::from_le_bytes([
+                seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
+            ]),
+        );
+        let registry = registry.replan(&shared.plan);
+        Worker {
+            shared,
+            pools: RefCell::new(pools),
+            registry,
+            local: Rc::clone(local),
+        }
+    }
+
     /// Whether the relay's protocol is an http protocol (filters run only there).
     pub fn is_http(&self, relay: usize) -> bool {
         let plan = &self.shared.plan;
@@ -116,21 +187,34 @@ impl Worker {
             .and_then(|p| plan.protocols.get(p as usize))
             .is_some_and(|p| matches!(p.kind, relaydc_spec::plan::ProtocolKind::Http))
     }
-
-    pub fn next_session_id(&self) -> u32 {
-        let id = self.next_id.get().wrapping_add(1);
-        self.next_id.set(id);
-        id
-    }
 }
 
-/// Runs worker `index` until `stop`; `queries` are the control socket's questions.
+/// A new plan for a worker, already swapped in: its state, and this worker's sockets for
+/// the listeners the running plan did not have (bound before anything changed).
+pub struct Reload {
+    pub shared: Arc<Shared>,
+    pub sockets: Vec<Bound>,
+    /// Answered once the worker accepts for the new plan and has closed the sockets the
+    /// plan dropped.
+    pub done: oneshot::Sender<()>,
+}
+
+/// A listening socket and the task accepting on it for the current plan.
+struct Listening {
+    addr: SocketAddr,
+    socket: Rc<tokio::net::TcpListener>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Runs worker `index` until `stop`; `queries` are the control socket's questions,
+/// `reloads` the plans that replace the running one.
 pub fn run(
     shared: Arc<Shared>,
     index: usize,
     sockets: Vec<Bound>,
     stop: watch::Receiver<bool>,
     queries: mpsc::Receiver<Query>,
+    mut reloads: mpsc::Receiver<Reload>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -142,60 +226,118 @@ pub fn run(
             return;
         }
     };
-    let local = LocalSet::new();
-    let seed = random_key();
-    let pools = pool::Pools::new(
-        &shared.plan,
-        u64::from_le_bytes([
-            seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
-        ]),
-    );
-    let registry = Rc::new(Registry::new(
-        &shared.plan,
-        u32::try_from(index).unwrap_or(u32::MAX),
-    ));
-    let worker = Rc::new(Worker {
-        shared,
+    let tasks = LocalSet::new();
+    let registry = Rc::new(Registry::new(u32::try_from(index).unwrap_or(u32::MAX)));
+    let local = Rc::new(Local {
         next_id: Cell::new(0),
         active: Cell::new(0),
-        pools: RefCell::new(pools),
         buffers: session::BufPool::default(),
         pipes: super::splice::PipePool::default(),
-        registry: Rc::clone(&registry),
     });
-    local.block_on(&rt, async move {
-        tokio::task::spawn_local(crate::control::registry::serve(registry, queries));
-        for b in sockets {
-            let listener = match tokio::net::TcpListener::from_std(b.socket) {
-                Ok(l) => l,
-                Err(e) => {
-                    log::warn(&format!("listener: {e}"));
-                    continue;
+    tasks.block_on(&rt, async move {
+        tokio::task::spawn_local(crate::control::registry::serve(
+            Rc::clone(&registry),
+            queries,
+        ));
+        let first = Rc::new(Worker::new(shared, &local, &registry));
+        let mut listening = install(&first, Vec::new(), sockets, &stop).await;
+        drop(first);
+        let mut stop_rx = stop.clone();
+        let mut open = true;
+        while !*stop_rx.borrow() {
+            tokio::select! {
+                changed = stop_rx.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
                 }
-            };
-            let w = Rc::clone(&worker);
-            let stop = stop.clone();
-            tokio::task::spawn_local(accept(w, b.relay, b.listener, listener, stop));
-        }
-        let mut stop = stop;
-        while !*stop.borrow() {
-            if stop.changed().await.is_err() {
-                break;
+                r = reloads.recv(), if open => match r {
+                    Some(r) => {
+                        let next = Rc::new(Worker::new(r.shared, &local, &registry));
+                        listening = install(&next, listening, r.sockets, &stop).await;
+                        let _ = r.done.send(());
+                    }
+                    None => open = false,
+                },
             }
         }
-        // Stopped accepting (the accept loops saw the same signal); let sessions end.
+        // The accept loops saw the same signal and let go of their sockets; these are the
+        // last references, so nothing is accepted from here on.
+        drop(listening);
         let deadline = tokio::time::Instant::now() + GRACE;
-        while worker.active.get() > 0 && tokio::time::Instant::now() < deadline {
+        while local.active.get() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     });
+}
+
+/// Starts accepting for `w`'s plan. A listener on an address this worker already listens
+/// on keeps its socket, so connections in its queue wait there through the switch and
+/// none is refused; the others take theirs from `fresh`. Sockets the plan no longer has
+/// are closed before this returns.
+async fn install(
+    w: &Rc<Worker>,
+    mut old: Vec<Listening>,
+    mut fresh: Vec<Bound>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<Listening> {
+    let wanted = match super::listen::wanted(&w.shared.plan) {
+        Ok(v) => v,
+        Err(e) => {
+            log::warn(&format!("listeners: {e}"));
+            Vec::new()
+        }
+    };
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut retired = Vec::new();
+    for want in wanted {
+        let addr = want.addr;
+        let socket = if let Some(i) = old.iter().position(|l| l.addr == addr) {
+            let l = old.swap_remove(i);
+            // accept() is cancel safe: a connection it had not taken stays queued.
+            l.task.abort();
+            retired.push(l.task);
+            let tcp = super::listen::relay_tcp(&w.shared.plan, want.relay);
+            super::listen::retune(&l.socket, addr, &tcp);
+            l.socket
+        } else if let Some(i) = fresh.iter().position(|b| b.addr == addr) {
+            match tokio::net::TcpListener::from_std(fresh.swap_remove(i).socket) {
+                Ok(l) => Rc::new(l),
+                Err(e) => {
+                    log::warn(&format!("listener {addr}: {e}"));
+                    continue;
+                }
+            }
+        } else {
+            log::warn(&format!("listener {addr}: no socket was bound for it"));
+            continue;
+        };
+        let task = tokio::task::spawn_local(accept(
+            Rc::clone(w),
+            want.relay,
+            want.listener,
+            Rc::clone(&socket),
+            stop.clone(),
+        ));
+        out.push(Listening { addr, socket, task });
+    }
+    for l in old {
+        l.task.abort();
+        retired.push(l.task);
+    }
+    // An aborted task drops its future (and its reference to the socket) when it is
+    // polled; waiting for them closes the dropped sockets now.
+    for t in retired {
+        let _ = t.await;
+    }
+    out
 }
 
 async fn accept(
     w: Rc<Worker>,
     relay: usize,
     listener_index: usize,
-    listener: tokio::net::TcpListener,
+    listener: Rc<tokio::net::TcpListener>,
     mut stop: watch::Receiver<bool>,
 ) {
     if let Some(flag) = w.shared.launched.get(relay) {

@@ -65,6 +65,12 @@ pub fn compile(conf: &Path, defines: &[String], out: &Path) {
     assert_eq!(code, 0, "compile: {}", String::from_utf8_lossy(&e));
 }
 
+/// Tests run as root: relayd-run stays root (`--no-privdrop`) unless the test names a
+/// user to drop to (`-u`).
+pub fn privdrop(extra: &[&str]) -> Option<&'static str> {
+    (!extra.contains(&"-u")).then_some("--no-privdrop")
+}
+
 /// relayd-run in the foreground; its stderr collected by a thread.
 pub struct Relay {
     pub child: Child,
@@ -76,6 +82,7 @@ impl Relay {
     pub fn start(plan: &Path, extra: &[&str]) -> Relay {
         let mut child = Command::new(BIN)
             .arg("-d")
+            .args(privdrop(extra))
             .args(extra)
             .arg(plan)
             .stderr(Stdio::piped())
@@ -157,6 +164,7 @@ impl Relay {
             .args(rest)
             .arg(BIN)
             .arg("-d")
+            .args(privdrop(extra))
             .args(extra)
             .arg(plan)
             .stderr(Stdio::piped())
