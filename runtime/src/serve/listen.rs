@@ -2,15 +2,28 @@
 //! kernel spreads connections over the workers without a shared accept lock.
 
 use super::ServeError;
-use relaydc_spec::plan::{Address, Plan, TcpOptions};
+use relaydc_spec::plan::{Address, Plan, ProtocolKind, TcpOptions};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 
-/// A bound, listening socket. Workers match sockets to a plan's listeners by address,
-/// so that a reload can hand a kept socket to whichever relay now listens there.
-pub struct Bound {
+/// Where a relay listens: an address, over TCP or (dns relays) UDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
     pub addr: SocketAddr,
-    pub socket: TcpListener,
+    pub udp: bool,
+}
+
+/// A bound socket: listening for TCP relays, receiving for DNS relays.
+pub enum Socket2 {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+/// A bound socket. Workers match sockets to a plan's listeners by endpoint, so that a
+/// reload can hand a kept socket to whichever relay now listens there.
+pub struct Bound {
+    pub at: Endpoint,
+    pub socket: Socket2,
 }
 
 /// One listener of an enabled relay.
@@ -18,7 +31,16 @@ pub struct Bound {
 pub struct Wanted {
     pub relay: usize,
     pub listener: usize,
-    pub addr: SocketAddr,
+    pub at: Endpoint,
+}
+
+/// Whether `relay` relays DNS over UDP (a `dns protocol`, as relayd's relay_udp.c).
+pub fn is_udp(plan: &Plan, relay: usize) -> bool {
+    plan.relays
+        .get(relay)
+        .and_then(|r| r.protocol)
+        .and_then(|p| plan.protocols.get(p as usize))
+        .is_some_and(|p| matches!(p.kind, ProtocolKind::Dns))
 }
 
 /// Every listener of every enabled relay, in plan order.
@@ -38,7 +60,10 @@ pub fn wanted(plan: &Plan) -> Result<Vec<Wanted>, ServeError> {
             out.push(Wanted {
                 relay: ri,
                 listener: li,
-                addr: SocketAddr::new(ip, l.port),
+                at: Endpoint {
+                    addr: SocketAddr::new(ip, l.port),
+                    udp: is_udp(plan, ri),
+                },
             });
         }
     }
@@ -50,23 +75,29 @@ pub fn bind_all(plan: &Plan) -> Result<Vec<Bound>, ServeError> {
     bind_except(plan, &[], false)
 }
 
-/// For a reload: binds the listeners of `plan` whose address is not among `kept` (the
+/// For a reload: binds the listeners of `plan` whose endpoint is not among `kept` (the
 /// running plan's, which keep their sockets), one socket per listener.
-pub fn bind_added(plan: &Plan, kept: &[SocketAddr]) -> Result<Vec<Bound>, ServeError> {
+pub fn bind_added(plan: &Plan, kept: &[Endpoint]) -> Result<Vec<Bound>, ServeError> {
     bind_except(plan, kept, true)
 }
 
-fn bind_except(plan: &Plan, kept: &[SocketAddr], reload: bool) -> Result<Vec<Bound>, ServeError> {
+fn bind_except(plan: &Plan, kept: &[Endpoint], reload: bool) -> Result<Vec<Bound>, ServeError> {
     let mut kept = kept.to_vec();
     let mut out = Vec::new();
     for w in wanted(plan)? {
-        if let Some(i) = kept.iter().position(|k| *k == w.addr) {
+        if let Some(i) = kept.iter().position(|k| *k == w.at) {
             kept.swap_remove(i);
             continue;
         }
-        let addr = w.addr;
+        let addr = w.at.addr;
         let name = &plan.relays[w.relay].name;
-        let socket = listen(addr, &relay_tcp(plan, w.relay)).map_err(|e| {
+        let tcp = relay_tcp(plan, w.relay);
+        let socket = if w.at.udp {
+            receive(addr, &tcp).map(Socket2::Udp)
+        } else {
+            listen(addr, &tcp).map(Socket2::Tcp)
+        };
+        let socket = socket.map_err(|e| {
             // Sockets are bound before privileges are dropped; a reload runs after.
             let hint =
                 if reload && addr.port() < 1024 && e.kind() == std::io::ErrorKind::PermissionDenied
@@ -77,7 +108,7 @@ fn bind_except(plan: &Plan, kept: &[SocketAddr], reload: bool) -> Result<Vec<Bou
                 };
             ServeError::Bind(format!("relay {name}: cannot listen on {addr}: {e}{hint}"))
         })?;
-        out.push(Bound { addr, socket });
+        out.push(Bound { at: w.at, socket });
     }
     Ok(out)
 }
@@ -122,6 +153,27 @@ pub fn default_tcp() -> TcpOptions {
         ip_ttl: None,
         ip_minttl: None,
     }
+}
+
+/// A DNS relay's socket: SO_REUSEPORT like the TCP listeners, so every worker receives
+/// its share of the queries.
+fn receive(addr: SocketAddr, tcp: &TcpOptions) -> std::io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    if let Some(b) = tcp.socket_buffer {
+        s.set_recv_buffer_size(b as usize)?;
+        s.set_send_buffer_size(b as usize)?;
+    }
+    if tcp.ip_ttl.is_some() || tcp.ip_minttl.is_some() {
+        ip_options(&s, addr.is_ipv6(), tcp)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
 }
 
 fn listen(addr: SocketAddr, tcp: &TcpOptions) -> std::io::Result<TcpListener> {

@@ -10,12 +10,14 @@
 //! [`GRACE`] to finish, and the process logs `parent terminating, pid N` and exits 0.
 //! SIGHUP and `relayctl reload [PLAN]` replace the running plan ([`reload`]).
 //!
-//! What is served today: TCP relays (the default protocol and `tcp protocol`s) and HTTP
-//! relays (`http protocol`s, with their filter rules) forwarding to an address or to
-//! tables, with TLS on either side (`crate::tls`). Plans that need more (DNS, NAT
-//! lookup, redirects, routers) are refused at start with a sentence saying which relay
-//! needs what, rather than served wrongly.
+//! What is served today: TCP relays (the default protocol and `tcp protocol`s), HTTP
+//! relays (`http protocol`s, with their filter rules) and DNS relays (`dns protocol`s,
+//! over UDP: `dns.rs`) forwarding to an address or to tables, with TLS on either side
+//! (`crate::tls`). Plans that need more (NAT lookup, transparent forwarding, redirects,
+//! routers) are refused at start with a sentence saying which relay needs what, rather
+//! than served wrongly.
 
+mod dns;
 mod http;
 mod listen;
 mod minttl;
@@ -27,7 +29,7 @@ mod worker;
 
 use crate::{control, health, log};
 use arc_swap::ArcSwap;
-use relaydc_spec::plan::{Plan, ProtocolKind, Target};
+use relaydc_spec::plan::{Plan, Target};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,10 +64,6 @@ impl fmt::Display for ServeError {
 pub fn servable(plan: &Plan) -> Result<(), ServeError> {
     let mut missing = Vec::new();
     for r in plan.relays.iter().filter(|r| !r.disabled) {
-        let proto = r.protocol.and_then(|p| plan.protocols.get(p as usize));
-        if let Some(ProtocolKind::Dns) = proto.map(|p| &p.kind) {
-            missing.push(format!("relay {} uses a dns protocol", r.name));
-        }
         for f in &r.forwards {
             match f.target {
                 Target::NatLookup { .. } => {

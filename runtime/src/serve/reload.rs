@@ -231,7 +231,7 @@ fn bind_added(old: &Plan, new: &Plan, workers: usize) -> Result<Vec<Vec<Bound>>,
     let kept: Vec<_> = listen::wanted(old)
         .map_err(|e| e.to_string())?
         .into_iter()
-        .map(|w| w.addr)
+        .map(|w| w.at)
         .collect();
     (0..workers)
         .map(|_| listen::bind_added(new, &kept).map_err(|e: ServeError| e.to_string()))

@@ -2,13 +2,12 @@
 //! sessions and counters. Nothing here is shared with other workers except the plan
 //! and the host states (read-only on the request path).
 
-use super::listen::Bound;
+use super::listen::{Bound, Endpoint, Socket2};
 use super::{pool, session, GRACE};
 use crate::control::registry::{self, Query, Registry};
 use crate::log;
 use relaydc_spec::plan::{Check, Plan};
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -199,11 +198,18 @@ pub struct Reload {
     pub done: oneshot::Sender<()>,
 }
 
-/// A listening socket and the task accepting on it for the current plan.
+/// A socket and the task serving it for the current plan.
 struct Listening {
-    addr: SocketAddr,
-    socket: Rc<tokio::net::TcpListener>,
+    at: Endpoint,
+    socket: Sock,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// A worker's registered socket: accepting (TCP relays) or receiving (DNS relays).
+#[derive(Clone)]
+enum Sock {
+    Tcp(Rc<tokio::net::TcpListener>),
+    Udp(Rc<tokio::net::UdpSocket>),
 }
 
 /// Runs worker `index` until `stop`; `queries` are the control socket's questions,
@@ -291,18 +297,29 @@ async fn install(
     let mut out = Vec::with_capacity(wanted.len());
     let mut retired = Vec::new();
     for want in wanted {
-        let addr = want.addr;
-        let socket = if let Some(i) = old.iter().position(|l| l.addr == addr) {
+        let (at, addr) = (want.at, want.at.addr);
+        let socket = if let Some(i) = old.iter().position(|l| l.at == at) {
             let l = old.swap_remove(i);
-            // accept() is cancel safe: a connection it had not taken stays queued.
+            // accept() and recv_from() are cancel safe: what they had not taken stays
+            // queued in the socket.
             l.task.abort();
             retired.push(l.task);
-            let tcp = super::listen::relay_tcp(&w.shared.plan, want.relay);
-            super::listen::retune(&l.socket, addr, &tcp);
+            if let Sock::Tcp(t) = &l.socket {
+                let tcp = super::listen::relay_tcp(&w.shared.plan, want.relay);
+                super::listen::retune(t, addr, &tcp);
+            }
             l.socket
-        } else if let Some(i) = fresh.iter().position(|b| b.addr == addr) {
-            match tokio::net::TcpListener::from_std(fresh.swap_remove(i).socket) {
-                Ok(l) => Rc::new(l),
+        } else if let Some(i) = fresh.iter().position(|b| b.at == at) {
+            let registered = match fresh.swap_remove(i).socket {
+                Socket2::Tcp(t) => {
+                    tokio::net::TcpListener::from_std(t).map(|t| Sock::Tcp(Rc::new(t)))
+                }
+                Socket2::Udp(u) => {
+                    tokio::net::UdpSocket::from_std(u).map(|u| Sock::Udp(Rc::new(u)))
+                }
+            };
+            match registered {
+                Ok(s) => s,
                 Err(e) => {
                     log::warn(&format!("listener {addr}: {e}"));
                     continue;
@@ -312,14 +329,23 @@ async fn install(
             log::warn(&format!("listener {addr}: no socket was bound for it"));
             continue;
         };
-        let task = tokio::task::spawn_local(accept(
-            Rc::clone(w),
-            want.relay,
-            want.listener,
-            Rc::clone(&socket),
-            stop.clone(),
-        ));
-        out.push(Listening { addr, socket, task });
+        let task = match &socket {
+            Sock::Tcp(t) => tokio::task::spawn_local(accept(
+                Rc::clone(w),
+                want.relay,
+                want.listener,
+                Rc::clone(t),
+                stop.clone(),
+            )),
+            Sock::Udp(u) => tokio::task::spawn_local(receive(
+                Rc::clone(w),
+                want.relay,
+                want.listener,
+                Rc::clone(u),
+                stop.clone(),
+            )),
+        };
+        out.push(Listening { at, socket, task });
     }
     for l in old {
         l.task.abort();
@@ -333,6 +359,31 @@ async fn install(
     out
 }
 
+/// A DNS relay's socket: queries until `stop`.
+async fn receive(
+    w: Rc<Worker>,
+    relay: usize,
+    listener_index: usize,
+    socket: Rc<tokio::net::UdpSocket>,
+    mut stop: watch::Receiver<bool>,
+) {
+    launched(&w, relay);
+    tokio::select! {
+        _ = super::dns::serve(w, relay, listener_index, socket) => {}
+        _ = stop.changed() => {}
+    }
+}
+
+/// `relay_launch` is logged once per relay, by whichever worker is first.
+fn launched(w: &Worker, relay: usize) {
+    if let Some(flag) = w.shared.launched.get(relay) {
+        if !flag.swap(true, Ordering::Relaxed) {
+            let name = &w.shared.plan.relays[relay].name;
+            log::debug2(&format!("relay_launch: running relay {name}"));
+        }
+    }
+}
+
 async fn accept(
     w: Rc<Worker>,
     relay: usize,
@@ -340,12 +391,7 @@ async fn accept(
     listener: Rc<tokio::net::TcpListener>,
     mut stop: watch::Receiver<bool>,
 ) {
-    if let Some(flag) = w.shared.launched.get(relay) {
-        if !flag.swap(true, Ordering::Relaxed) {
-            let name = &w.shared.plan.relays[relay].name;
-            log::debug2(&format!("relay_launch: running relay {name}"));
-        }
-    }
+    launched(&w, relay);
     loop {
         tokio::select! {
             r = listener.accept() => match r {
