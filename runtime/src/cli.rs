@@ -70,6 +70,14 @@ pub fn run(argv: Vec<OsString>, out: &mut dyn Write, err: &mut dyn Write) -> i32
             .collect();
         return crate::signer::child_main(&rest);
     }
+    if argv.get(1).is_some_and(|a| a == crate::helper::SUBCOMMAND) {
+        let rest: Vec<String> = argv
+            .iter()
+            .skip(2)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return crate::helper::child_main(&rest);
+    }
     let args = match Args::try_parse_from(argv) {
         Ok(args) => args,
         Err(e) => {

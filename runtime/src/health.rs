@@ -548,6 +548,13 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// [`validate`] for the fuzz targets (`crate::fuzzing`): up or down, relayd's text, and
+/// the HTTP code kept for the host.
+pub(crate) fn judge(check: &Check, buf: &[u8]) -> (bool, &'static str, Option<u16>) {
+    let o = validate(check, buf);
+    (o.up, o.text, o.code)
+}
+
 /// relayd's validate_close: judges what arrived.
 fn validate(check: &Check, buf: &[u8]) -> Outcome {
     match check {

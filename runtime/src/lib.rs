@@ -12,13 +12,17 @@
 pub mod bind;
 pub mod cli;
 pub mod control;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
+pub mod helper;
 pub mod http;
 pub mod log;
 pub mod notify;
 pub mod plan;
 pub mod privs;
 pub mod redirect;
+pub mod router;
 pub mod serve;
 pub mod signer;
 pub mod tls;

@@ -20,6 +20,10 @@
 //! open in its hce for the same reason; here the checks open one socket per check, so
 //! the capability, not a socket, is what is kept. Where the sysctl admits the user,
 //! nothing is kept and the checks use ping sockets.
+//!
+//! CAP_NET_ADMIN, which nftables rules and routes need, is never kept by the relay
+//! process: only the privileged helper (`crate::helper`) holds it, and nothing else
+//! ([`Privileges::drop_to_net_admin`]).
 
 use nix::unistd::{Gid, Uid, User};
 use relaydc_spec::plan::{Check, Plan};
@@ -50,6 +54,8 @@ pub enum PrivError {
     Call(&'static str, String),
     /// After the switch, root could still be regained.
     StillPrivileged,
+    /// The process lacks a capability it must keep (the helper's CAP_NET_ADMIN).
+    Missing(&'static str),
 }
 
 impl fmt::Display for PrivError {
@@ -86,6 +92,11 @@ impl fmt::Display for PrivError {
             PrivError::StillPrivileged => write!(
                 f,
                 "cannot drop privileges: root could still be regained after the switch"
+            ),
+            PrivError::Missing(cap) => write!(
+                f,
+                "redirects and routers need {cap} (nftables rules and routes): start \
+                 relayd-run as root, or give it {cap}"
             ),
         }
     }
@@ -348,6 +359,55 @@ impl Privileges {
         rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
             .map_err(|e| PrivError::Call("PR_SET_DUMPABLE", e.to_string()))
     }
+
+    /// The privileged helper's drop (`crate::helper`): the same switch as the relay
+    /// process (under `--no-privdrop` it stays the user it was started as), then
+    /// CAP_NET_ADMIN alone, in the permitted, effective, inheritable and ambient sets,
+    /// the bounding set holding nothing else, no new privileges and not dumpable. The
+    /// ambient set is how the `nft` and `ip` it runs get CAP_NET_ADMIN, and nothing
+    /// more, without being root: a process of uid 0 owns most files even with no
+    /// capability, which is why the helper does not stay root when it can switch.
+    pub fn drop_to_net_admin(&self) -> Result<(), PrivError> {
+        let threads = thread_count();
+        if threads > 1 {
+            return Err(PrivError::Threads(threads));
+        }
+        let keep = CapabilitySet::NET_ADMIN;
+        let have = rustix::thread::capabilities(None)
+            .map_err(|e| PrivError::Call("capget", e.to_string()))?;
+        if !have.permitted.contains(keep) {
+            return Err(PrivError::Missing("CAP_NET_ADMIN"));
+        }
+        limit_bounding_set(keep)?;
+        if let Target::User(a) = &self.target {
+            switch_user(a, keep)?;
+        }
+        rustix::thread::set_capabilities(
+            None,
+            CapabilitySets {
+                effective: keep,
+                permitted: keep,
+                inheritable: keep,
+            },
+        )
+        .map_err(|e| PrivError::Call("capset", e.to_string()))?;
+        rustix::thread::clear_ambient_capability_set()
+            .and_then(|()| rustix::thread::configure_capability_in_ambient_set(keep, true))
+            .map_err(|e| PrivError::Call("PR_CAP_AMBIENT_RAISE", e.to_string()))?;
+        rustix::thread::set_no_new_privs(true)
+            .map_err(|e| PrivError::Call("PR_SET_NO_NEW_PRIVS", e.to_string()))?;
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+            .map_err(|e| PrivError::Call("PR_SET_DUMPABLE", e.to_string()))?;
+        if let Target::User(a) = &self.target {
+            if nix::unistd::setuid(Uid::from_raw(0)).is_ok()
+                || nix::unistd::getuid().as_raw() != a.uid
+                || nix::unistd::geteuid().as_raw() != a.uid
+            {
+                return Err(PrivError::StillPrivileged);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Groups, group ids, user ids; the bounding set emptied first (while CAP_SETPCAP is
@@ -355,20 +415,7 @@ impl Privileges {
 /// PR_SET_KEEPCAPS.
 fn switch_user(a: &Account, keep: CapabilitySet) -> Result<(), PrivError> {
     let call = |what: &'static str| move |e: nix::Error| PrivError::Call(what, e.to_string());
-    let have =
-        rustix::thread::capabilities(None).map_err(|e| PrivError::Call("capget", e.to_string()))?;
-    if have.effective.contains(CapabilitySet::SETPCAP) {
-        for cap in CapabilitySet::all().iter() {
-            if keep.contains(cap) {
-                continue;
-            }
-            // EINVAL: a capability this kernel does not know.
-            match rustix::thread::remove_capability_from_bounding_set(cap) {
-                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
-                Err(e) => return Err(PrivError::Call("PR_CAPBSET_DROP", e.to_string())),
-            }
-        }
-    }
+    limit_bounding_set(keep)?;
     if !keep.is_empty() {
         rustix::thread::set_keep_capabilities(true)
             .map_err(|e| PrivError::Call("PR_SET_KEEPCAPS", e.to_string()))?;
@@ -382,6 +429,26 @@ fn switch_user(a: &Account, keep: CapabilitySet) -> Result<(), PrivError> {
     if !keep.is_empty() {
         rustix::thread::set_keep_capabilities(false)
             .map_err(|e| PrivError::Call("PR_SET_KEEPCAPS", e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Empties the bounding set but for `keep`, where CAP_SETPCAP is effective (else there
+/// is nothing this process may drop from it).
+fn limit_bounding_set(keep: CapabilitySet) -> Result<(), PrivError> {
+    let have =
+        rustix::thread::capabilities(None).map_err(|e| PrivError::Call("capget", e.to_string()))?;
+    if have.effective.contains(CapabilitySet::SETPCAP) {
+        for cap in CapabilitySet::all().iter() {
+            if keep.contains(cap) {
+                continue;
+            }
+            // EINVAL: a capability this kernel does not know.
+            match rustix::thread::remove_capability_from_bounding_set(cap) {
+                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                Err(e) => return Err(PrivError::Call("PR_CAPBSET_DROP", e.to_string())),
+            }
+        }
     }
     Ok(())
 }

@@ -9,9 +9,9 @@
 
 use proptest::prelude::*;
 use relayd_run::http::{
-    needs_connection_close, parse_request_head, parse_response_head, request_body, response_body,
-    websocket, write_head, write_head_verbatim, Body, Carry, ChunkError, ChunkedDecoder, Framing,
-    HeadReader, HttpError, Method, Parsed, CHUNK_LINE_MAX,
+    needs_connection_close, parse_request_head, parse_response_head, reply, request_body,
+    response_body, websocket, write_head, write_head_verbatim, Body, Carry, ChunkError,
+    ChunkedDecoder, Framing, HeadReader, HttpError, Method, Parsed, Reply, CHUNK_LINE_MAX,
 };
 use relaydc_spec::filter::head::Head;
 use relaydc_spec::filter::Direction;
@@ -103,20 +103,119 @@ fn request_fields() {
 
 #[test]
 fn bare_lf_lines_and_lone_cr() {
-    let (len, head) = complete("GET / HTTP/1.1\nA: b\rc\n\n");
+    let (len, head) = complete("GET / HTTP/1.1\nA: b c\n\n");
     assert_eq!(len, 23);
-    assert_eq!(h(&head), pairs(&[("A", "b\rc")]));
-    // The version is everything after the second space, forwarded verbatim.
-    let s = b"GET / HTTP/1.1 junk\r\n\r\n";
-    let (parsed, head) = req(s).unwrap_or_else(|e| panic!("{e}"));
-    let Parsed::Complete { version, .. } = parsed else {
-        panic!("{parsed:?}")
-    };
-    assert_eq!(version.of(s), b"HTTP/1.1 junk");
-    assert_eq!(head.minor, 1);
+    assert_eq!(h(&head), pairs(&[("A", "b c")]));
+    // relayd keeps a CR that does not end its line; it is refused here, wherever it is.
+    for s in [
+        "GET / HTTP/1.1\nA: b\rc\n\n",
+        "GET / HTTP/1.1\r\nA: b\r\r\n\r\n",
+        "GET / HTTP/1.1\rHost: a\r\n\r\n",
+        "GET /a\rb HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nA: b\r\nTransfer-Encoding:\rchunked\r\n\r\n",
+    ] {
+        is(req_err(s), "malformed", 400);
+    }
+    is(
+        res_err("HTTP/1.1 200 OK\r\nX: a\rSet-Cookie: b\r\n\r\n"),
+        "Bad Gateway",
+        502,
+    );
+    is(res_err("HTTP/1.1 200 OK\rX: a\r\n\r\n"), "Bad Gateway", 502);
+    // The version is forwarded verbatim, and only these two get that far.
+    for (v, minor) in [("HTTP/1.0", 0), ("HTTP/1.1", 1)] {
+        let s = format!("GET / {v}\r\n\r\n");
+        let (parsed, head) = req(s.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let Parsed::Complete { version, .. } = parsed else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(version.of(s.as_bytes()), v.as_bytes());
+        assert_eq!(head.minor, minor);
+        let mut out = Vec::new();
+        write_head_verbatim(&head, version.of(s.as_bytes()), &[], &mut out);
+        assert_eq!(out, s.as_bytes());
+    }
+}
+
+#[test]
+fn request_versions_and_targets() {
+    // relayd takes everything after the second space for the version.
+    for v in [
+        "HTTP/1.1 junk",
+        "HTTP/1.1x",
+        "HTTP/1",
+        "HTTP/1.10",
+        "http/1.1",
+        "HTTP/1.1 ",
+        "",
+        "FOO",
+    ] {
+        is(req_err(&format!("GET / {v}\r\n\r\n")), "malformed", 400);
+    }
+    for v in ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/3.0"] {
+        let e = req_err(&format!("GET / {v}\r\n\r\n"));
+        is(e, "HTTP Version Not Supported", 505);
+        assert_eq!(
+            e.to_string(),
+            "HTTP Version Not Supported (505 HTTP Version Not Supported)"
+        );
+    }
+    // An empty target (relayd: the version is `/x HTTP/1.1`), a second one, blanks and
+    // controls in it, and targets in no form of RFC 9112 3.2.
+    for s in [
+        "GET  /x HTTP/1.1\r\n\r\n",
+        "GET /a /x HTTP/1.1\r\n\r\n",
+        "GET /a\x0b/x HTTP/1.1\r\n\r\n",
+        "GET /a\x7f HTTP/1.1\r\n\r\n",
+        "GET /a\tb HTTP/1.1\r\n\r\n",
+        "GET x HTTP/1.1\r\n\r\n",
+        "GET x/y HTTP/1.1\r\n\r\n",
+        "GET ftp://h/x HTTP/1.1\r\n\r\n",
+        "GET http:/h/x HTTP/1.1\r\n\r\n",
+        "GET http:// HTTP/1.1\r\n\r\n",
+        "GET http://?q HTTP/1.1\r\n\r\n",
+        "GET http://u@h/x HTTP/1.1\r\nHost: u@h\r\n\r\n",
+    ] {
+        is(req_err(s), "malformed", 400);
+    }
+    // obs-text is no control.
+    let (_, head) = complete("GET /\u{e9} HTTP/1.1\r\n\r\n");
+    assert_eq!(head.path, "/\u{e9}".as_bytes());
+    let (_, head) = complete("OPTIONS * HTTP/1.1\r\n\r\n");
+    assert_eq!(head.path, b"*");
+    // CONNECT keeps its authority-form target.
+    let (_, head) = complete("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n");
+    assert_eq!(head.path, b"h:443");
+}
+
+#[test]
+fn absolute_form_is_filtered_and_forwarded_as_origin_form() {
+    // The filters see path and query as for origin-form; the backend gets origin-form.
+    let (_, head) = complete("GET http://h:80/a/b?x=1 HTTP/1.1\r\nHost: h:80\r\n\r\n");
+    assert_eq!(head.path, b"/a/b");
+    assert_eq!(head.query.as_deref(), Some(&b"x=1"[..]));
+    assert_eq!(h(&head), pairs(&[("Host", "h:80")]));
     let mut out = Vec::new();
-    write_head_verbatim(&head, version.of(s), &[], &mut out);
-    assert_eq!(out, b"GET / HTTP/1.1 junk\r\n\r\n");
+    write_head(&head, &mut out);
+    assert_eq!(out, b"GET /a/b?x=1 HTTP/1.1\r\nHost: h:80\r\n\r\n");
+    // Without Host, the authority becomes it; an empty path is `/`; schemes in any case.
+    let (_, head) = complete("POST HTTPS://h?q HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(
+        (head.path.as_slice(), head.query.as_deref()),
+        (&b"/"[..], Some(&b"q"[..]))
+    );
+    assert_eq!(h(&head), pairs(&[("Content-Length", "0"), ("Host", "h")]));
+    let (_, head) = complete("GET http://h HTTP/1.1\r\nhost: H\r\n\r\n");
+    assert_eq!(
+        (head.path.as_slice(), h(&head)),
+        (&b"/"[..], pairs(&[("host", "H")]))
+    );
+    // The Host check stays relayd's.
+    is(
+        req_err("GET http://h/x HTTP/1.1\r\nHost: g\r\n\r\n"),
+        "malformed host",
+        400,
+    );
 }
 
 #[test]
@@ -134,7 +233,7 @@ fn get_head_copy_move_lose_content_length() {
 
 #[test]
 fn response_fields() {
-    let s = b"HTTP/1.1 +0200 All fine  \r\nServer: x\r\n\r\n";
+    let s = b"HTTP/1.1 200 All fine  \r\nServer: x\r\n\r\n";
     let (parsed, head) =
         res_with(s, Some(Method::Get), Carry::Header).unwrap_or_else(|e| panic!("{e}"));
     let Parsed::Complete {
@@ -150,7 +249,7 @@ fn response_fields() {
     assert_eq!(head.status, 200);
     assert_eq!(head.reason, b"All fine  ");
     assert_eq!(version.of(s), b"HTTP/1.1");
-    assert_eq!(code.of(s), b"+0200");
+    assert_eq!(code.of(s), b"200");
     // An empty reason phrase is fine, a missing one is not.
     let head = complete_res("HTTP/1.0 404 \r\n\r\n", None);
     assert_eq!((head.status, head.minor, head.reason.len()), (404, 0, 0));
@@ -182,6 +281,19 @@ fn start_line_rejections() {
     is(res_err("HTTP/1.1 99 X\r\n"), "Result too large", 500);
     is(res_err("HTTP/1.1 abc X\r\n"), "Invalid argument", 500);
     is(res_err("HTTP/1.1  200 X\r\n"), "Invalid argument", 500);
+    // Where strtonum and relayd let them pass: the status line must be `HTTP/1.0` or
+    // `HTTP/1.1`, SP, three digits (bytes a bodyless response left behind glue to it).
+    for line in [
+        "HTTP/1.1 +200 OK",
+        "HTTP/1.1 0200 OK",
+        "HTTP/1.1 \x0b200 OK",
+        "HTTP/2 200 OK",
+        "HTTP/1.2 200 OK",
+        "http/1.1 200 OK",
+        "helloHTTP/1.1 200 OK",
+    ] {
+        is(res_err(&format!("{line}\r\n\r\n")), "Bad Gateway", 502);
+    }
 }
 
 #[test]
@@ -242,7 +354,6 @@ fn duplicate_and_host_rejections() {
     complete("GET http://FOO.bar:8080?q=1 HTTP/1.1\r\nHost: foo.BAR:8080\r\n\r\n");
     // Not a URL for parse_url: no check.
     complete("GET /a:/b HTTP/1.1\r\nHost: x\r\n\r\n");
-    complete("GET http:// HTTP/1.1\r\nHost: x\r\n\r\n");
 }
 
 #[test]
@@ -262,13 +373,23 @@ fn content_length_and_transfer_encoding_rejections() {
         "too large",
         500,
     );
-    // strtonum skips what " \t\r\n" did not: a vertical tab, then a sign.
+    // strtonum skips what " \t\r\n" did not (a vertical tab, a form feed, then a sign),
+    // which relayd takes: digits only here.
+    for v in ["\x0b-5", "\x0b+5", "\x0b5", "\x0c5", "5\x0b", "\x0c0"] {
+        is(
+            req_err(&format!("{post}Content-Length: {v}\r\n\r\n")),
+            "invalid",
+            500,
+        );
+    }
     is(
-        req_err(&format!("{post}Content-Length: \x0b-5\r\n\r\n")),
-        "too small",
+        res_err("HTTP/1.1 200 OK\r\nContent-Length: \x0b5\r\n\r\n"),
+        "invalid",
         500,
     );
-    complete(&format!("{post}Content-Length: \x0b+5\r\n\r\n"));
+    // Leading blanks are the field's, not the value's.
+    let (_, head) = complete(&format!("{post}Content-Length: \t 05\r\n\r\n"));
+    assert_eq!(h(&head), pairs(&[("Content-Length", "05")]));
     complete(&format!(
         "{post}Content-Length: 9223372036854775807\r\n\r\n"
     ));
@@ -292,6 +413,27 @@ fn content_length_and_transfer_encoding_rejections() {
         400,
     );
     complete(&format!("{post}transfer-encoding: ChUnKeD\r\n\r\n"));
+    // Chunked where a recipient may read no body: HTTP/1.0 (RFC 9112 6.1), TRACE, CONNECT.
+    for s in [
+        "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST / HTTP/1.0\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "TRACE / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "CONNECT h:1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        is(req_err(s), "malformed", 400);
+    }
+    is(
+        res_err("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        "Bad Gateway",
+        502,
+    );
+    // The same checks on a head the filters hold.
+    let (_, mut head) = complete(&format!("{post}Transfer-Encoding: chunked\r\n\r\n"));
+    head.minor = 0;
+    assert_eq!(
+        request_body(&head, Carry::Header),
+        Err(HttpError::MALFORMED)
+    );
 }
 
 #[test]
@@ -490,12 +632,17 @@ fn request_framing() {
     assert_eq!(p, f(Length(10), false, Header));
     let p0 = framing(&r("POST / HTTP/1.1\r\nContent-Length: 0"), Header);
     assert_eq!(p0, f(None, false, Zero));
-    // Without Content-Length, relayd's carried-over toread decides.
-    assert_eq!(
-        framing(&r("POST / HTTP/1.1"), Header),
-        f(UntilClose, false, Header)
-    );
-    assert_eq!(framing(&r("DELETE / HTTP/1.1"), Zero), f(None, false, Zero));
+    // Without Content-Length or chunked there is no body, whatever came before (relayd:
+    // until close on a fresh connection).
+    for carry in [Header, Zero] {
+        for m in ["POST", "PUT", "DELETE", "OPTIONS", "MKCALENDAR"] {
+            assert_eq!(
+                framing(&r(&format!("{m} / HTTP/1.1")), carry),
+                f(None, false, Zero),
+                "{m}"
+            );
+        }
+    }
     // Chunked wins, also on GET, and the Content-Length it parsed goes.
     let c = framing(
         &r("PATCH / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked"),
@@ -504,17 +651,14 @@ fn request_framing() {
     assert_eq!(c, f(Chunked, true, Header));
     let gc = framing(&r("GET / HTTP/1.1\r\nTransfer-Encoding: chunked"), Zero);
     assert_eq!(gc, f(Chunked, false, Header));
+    // CONNECT has no body: the tunnel waits for a 2xx (relayd streams at once).
     assert_eq!(
         framing(&r("CONNECT h:443 HTTP/1.1"), Zero),
-        f(UntilClose, false, Header)
+        f(None, false, Header)
     );
     assert_eq!(
         framing(&r("TRACE / HTTP/1.1"), Zero),
         f(None, false, Header)
-    );
-    assert_eq!(
-        framing(&r("MKCALENDAR /c HTTP/1.1"), Header),
-        f(UntilClose, false, Header)
     );
 }
 
@@ -578,7 +722,8 @@ fn websocket_requests() {
         "GET",
         "Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n",
     );
-    assert_eq!(websocket(&ok, true), Ok(false));
+    // Asks for the upgrade a 101 may then accept.
+    assert_eq!(websocket(&ok, true), Ok(true));
     assert_eq!(websocket(&ok, false), Err(HttpError::WEBSOCKET_FORBIDDEN));
     let no_conn = mk("GET", "Upgrade: websocket\r\n");
     assert_eq!(
@@ -588,6 +733,45 @@ fn websocket_requests() {
     let post = mk("POST", "Upgrade: websocket\r\nConnection: upgrade\r\n");
     assert_eq!(websocket(&post, true), Err(HttpError::WEBSOCKET_METHOD));
     assert_eq!(websocket(&mk("GET", ""), false), Ok(false));
+}
+
+#[test]
+fn replies_interim_final_and_tunnels() {
+    let get = Some(Method::Get);
+    let connect = Some(Method::Connect);
+    let r = |s: &str| complete_res(s, get);
+    let ws = r("HTTP/1.1 101 SP\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    // A websocket 101 opens the tunnel only for a request that asked for it.
+    assert_eq!(reply(get, true, &ws, true), Ok(Reply::Tunnel));
+    for (asked, on) in [(false, true), (true, false), (false, false)] {
+        assert_eq!(
+            reply(get, asked, &ws, on),
+            Err(HttpError::BAD_WEBSOCKET_GATEWAY),
+            "asked {asked}, websockets {on}"
+        );
+    }
+    let h2c = r("HTTP/1.1 101 SP\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n");
+    assert_eq!(
+        reply(get, true, &h2c, true),
+        Err(HttpError::BAD_WEBSOCKET_GATEWAY)
+    );
+    // Other 1xx are interim, whatever the request.
+    for s in [100, 102, 103, 199] {
+        let head = r(&format!("HTTP/1.1 {s} X\r\n\r\n"));
+        assert_eq!(reply(get, false, &head, true), Ok(Reply::Interim), "{s}");
+        assert_eq!(
+            reply(connect, false, &head, true),
+            Ok(Reply::Interim),
+            "{s}"
+        );
+    }
+    // CONNECT tunnels on a 2xx only; a refusal is an ordinary final response.
+    let ok = r("HTTP/1.1 200 Connection Established\r\n\r\n");
+    assert_eq!(reply(connect, false, &ok, false), Ok(Reply::Tunnel));
+    assert_eq!(reply(get, false, &ok, false), Ok(Reply::Final));
+    let no = r("HTTP/1.1 405 No\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(reply(connect, false, &no, false), Ok(Reply::Final));
+    assert_eq!(reply(None, false, &no, false), Ok(Reply::Final));
 }
 
 #[test]
@@ -638,25 +822,25 @@ fn write_sorted_headers() {
     let want = "GET /p?q HTTP/1.1\r\nAccept: a\r\nConnection: close\r\nHost: h\r\nx-a: 3\r\nx-b: 1\r\nx-b: 2\r\nX_a: u\r\n\r\n";
     assert_eq!(String::from_utf8_lossy(&out), want);
     // An empty query keeps its `?`; the minor version is what was parsed.
-    let (_, head) = complete("OPTIONS *? HTTP/1.0\r\n\r\n");
+    let (_, head) = complete("OPTIONS /o? HTTP/1.0\r\n\r\n");
     out.clear();
     write_head(&head, &mut out);
-    assert_eq!(out, b"OPTIONS *? HTTP/1.0\r\n\r\n");
+    assert_eq!(out, b"OPTIONS /o? HTTP/1.0\r\n\r\n");
 }
 
 #[test]
 fn write_response() {
-    let s = b"HTTP/1.1 0200 Fine\r\nB: 1\r\nA: 2\r\n\r\n";
+    let s = b"HTTP/1.0 200 Fine\r\nB: 1\r\nA: 2\r\n\r\n";
     let (parsed, head) = res_with(s, None, Carry::Header).unwrap_or_else(|e| panic!("{e}"));
     let mut out = Vec::new();
     write_head(&head, &mut out);
-    assert_eq!(out, b"HTTP/1.1 200 Fine\r\nA: 2\r\nB: 1\r\n\r\n");
+    assert_eq!(out, b"HTTP/1.0 200 Fine\r\nA: 2\r\nB: 1\r\n\r\n");
     let Parsed::Complete { version, code, .. } = parsed else {
         panic!("{parsed:?}")
     };
     out.clear();
     write_head_verbatim(&head, version.of(s), code.of(s), &mut out);
-    assert_eq!(out, b"HTTP/1.1 0200 Fine\r\nA: 2\r\nB: 1\r\n\r\n");
+    assert_eq!(out, b"HTTP/1.0 200 Fine\r\nA: 2\r\nB: 1\r\n\r\n");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -709,10 +893,10 @@ fn chunked_valid_bodies_at_every_split() {
             b"1\r\nx\r\n0\r\nA: b\nC: d\r\n\r\n",
             b"1\r\nx\r\n0\r\nA: b\r\nC: d\r\n\r\n",
         ),
-        // strtoll skips leading blanks and leading zeros are no overflow.
+        // Leading zeros are no overflow.
         (
-            b" a\r\n0123456789\r\n00000000000000000\r\n\r\n",
-            b" a\r\n0123456789\r\n00000000000000000\r\n\r\n",
+            b"0a\r\n0123456789\r\n00000000000000000\r\n\r\n",
+            b"0a\r\n0123456789\r\n00000000000000000\r\n\r\n",
         ),
     ];
     for (input, want) in cases {
@@ -764,6 +948,15 @@ fn chunked_invalid_sizes() {
         "8000000000000000",
         "FFFFFFFFFFFFFFFFF",
         "1\r",
+        // strtoll skips blanks, and a sign or `0x` after them; relayd takes those.
+        " 5",
+        "\t5",
+        "\x0b5",
+        "\x0c5",
+        " +5",
+        " 0x5",
+        " -0",
+        "\r5",
     ] {
         if bad.is_empty() {
             continue; // an empty line is skipped, not invalid
@@ -779,7 +972,7 @@ fn chunked_invalid_sizes() {
     assert_eq!(r, Err(ChunkError::InvalidSize));
     assert_eq!(out, b"4\r\n123\n\r\n");
     // Sizes that pass strtoll's own rules.
-    for ok in [" +5", " 0x5", "7fffffffffffffff", "Ff0"] {
+    for ok in ["7fffffffffffffff", "Ff0", "000000000000000000005"] {
         let (r, out, _) = decode(format!("{ok}\r\n").as_bytes());
         assert_eq!(r, Ok(()), "{ok:?}");
         assert_eq!(out, format!("{ok}\r\n").as_bytes());
@@ -787,6 +980,63 @@ fn chunked_invalid_sizes() {
     // A NUL ends the line for strtoll and for the `%s` that re-emits it.
     let (r, out, _) = decode(b"5\0junk\r\n");
     assert_eq!((r, out), (Ok(()), b"5\r\n".to_vec()));
+}
+
+#[test]
+fn chunked_trailers_are_field_lines() {
+    for bad in [
+        &b"GET /x HTTP/1.1"[..],
+        b"foo",
+        b": x",
+        b"X : y",
+        b"X\tY: z",
+        b" X: y",
+        b"\tX: y",
+        b"X: a\rb",
+        b"X: a\r",
+        b"X: a\0b",
+        b"X\0: y",
+        b"X(Y): z",
+    ] {
+        let input = [b"1\r\nx\r\n0\r\nA: b\r\n", bad, b"\r\n\r\n"].concat();
+        let (r, out, _) = decode(&input);
+        assert_eq!(
+            r,
+            Err(ChunkError::Trailer),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+        // Nothing of the bad line is written (the good one before it is).
+        assert_eq!(out, b"1\r\nx\r\n0\r\nA: b\r\n");
+        for k in 0..=input.len() {
+            assert_eq!(feed_pieces(&input, &[k]).0, Err(ChunkError::Trailer));
+        }
+    }
+    assert_eq!(ChunkError::Trailer.to_string(), "malformed trailer");
+    // What passes: token names, any value, a LF-only end.
+    let input = b"0\r\nX-A:\r\nb!#$%&'*+-.^_`|~: v \xe9\x01\nC: d\r\n\r\n";
+    let (r, out, used) = decode(input);
+    assert_eq!((r, used), (Ok(()), Some(input.len())));
+    assert_eq!(
+        out,
+        b"0\r\nX-A:\r\nb!#$%&'*+-.^_`|~: v \xe9\x01\r\nC: d\r\n\r\n"
+    );
+    // All trailer lines share the line limit: 8 bytes used, 2 left.
+    let mut dec = ChunkedDecoder::with_line_limit(10);
+    let mut out = Vec::new();
+    assert_eq!(
+        dec.feed(b"0\r\nA: 1\r\nB: 2\r\nC:", &mut out),
+        Ok(relayd_run::http::Fed {
+            consumed: 15,
+            done: false
+        })
+    );
+    assert_eq!(dec.feed(b"C: ", &mut out), Err(ChunkError::LineTooLong));
+    let mut dec = ChunkedDecoder::with_line_limit(10);
+    assert_eq!(
+        dec.feed(b"0\r\nA: 1\r\nB: 2\r\nC: 3\r\n", &mut out),
+        Err(ChunkError::LineTooLong)
+    );
 }
 
 #[test]
@@ -871,6 +1121,10 @@ fn chunk_ish() -> impl Strategy<Value = Vec<u8>> {
         1 => Just(b"0x4\r\n".to_vec()),
         1 => Just(b"1;e\r\n".to_vec()),
         1 => Just(b"\0".to_vec()),
+        1 => Just(b" 5\r\n".to_vec()),
+        1 => Just(b": x\r\n".to_vec()),
+        1 => Just(b"X: a\rb\r\n".to_vec()),
+        1 => Just(b" folded\r\n".to_vec()),
     ];
     proptest::collection::vec(piece, 0..16).prop_map(|v| v.concat())
 }
@@ -894,6 +1148,40 @@ proptest! {
                 let _ = request_body(head, Carry::Header);
                 let _ = response_body(None, head, Carry::Zero, false);
                 let _ = websocket(head, true);
+            }
+        }
+    }
+
+    /// A request head that parses holds nothing other parsers read differently: a known
+    /// version, a target in one of RFC 9112's forms, no CR or NUL anywhere, no framing a
+    /// recipient may skip.
+    #[test]
+    fn complete_request_heads_are_unambiguous(buf in http_ish()) {
+        if let Ok((Parsed::Complete { head_len, version, .. }, head)) = req(&buf) {
+            let v = version.of(&buf);
+            prop_assert!(v == b"HTTP/1.0" || v == b"HTTP/1.1", "{:?}", v);
+            prop_assert_eq!(head.minor, u8::from(v == b"HTTP/1.1"));
+            let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(0);
+            let start = buf.get(..line_end).unwrap_or(&[]);
+            prop_assert!(start.iter().filter(|&&b| b == b' ').count() == 2);
+            prop_assert!(head.path.first() == Some(&b'/') || head.path == b"*"
+                || head.method == b"CONNECT", "{:?}", head.path);
+            let text = buf.get(..head_len).unwrap_or(&[]);
+            prop_assert!(!text.contains(&0));
+            for (i, &b) in text.iter().enumerate() {
+                if b == b'\r' {
+                    prop_assert_eq!(text.get(i + 1), Some(&b'\n'), "bare CR at {}", i);
+                }
+            }
+            for (n, v) in &head.headers {
+                prop_assert!(!n.contains(&b'\r') && !v.contains(&b'\r'));
+                prop_assert!(!n.contains(&0) && !v.contains(&0));
+            }
+            if let Ok(f) = request_body(&head, Carry::Header) {
+                prop_assert!(f.body != Body::UntilClose);
+                if f.body == Body::Chunked {
+                    prop_assert_eq!(head.minor, 1);
+                }
             }
         }
     }

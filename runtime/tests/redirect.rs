@@ -1,8 +1,16 @@
 //! Redirections as nftables rules, end to end inside network namespaces of the test's
 //! own (nothing outside them is touched): a client namespace reaches a virtual address
 //! over a veth pair; the router namespace holds relayd-run's `inet relayd` table and
-//! three backends on its loopback. The ruleset for given host states is applied there
-//! with `nft`, and a real TCP client finds out where its connections land.
+//! three backends on its loopback.
+//!
+//! * The ruleset for given host states, applied there with `nft`, and a real TCP client
+//!   finding out where its connections land.
+//! * Seed example 5, its invalid addresses fixed and its interface the router's veth
+//!   end, served by a real `relayd-run -u nobody` in the router namespace: the privileged
+//!   helper alone holds CAP_NET_ADMIN, a backend that dies stops being redirected to,
+//!   `relayctl show redirects|summary` and `redirect disable|enable`, and no table left
+//!   after SIGTERM.
+//! * A relayd-run killed with SIGKILL: its helper still removes the table.
 
 #![allow(
     clippy::expect_used,
@@ -13,10 +21,14 @@
 
 mod common;
 
-use common::{compile, temp_dir};
+use common::{compile, temp_dir, Relay};
+use relayd_run::helper::check_batch;
 use relayd_run::redirect::{removal, ruleset, Nft};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+const RELAYCTL: &str = env!("CARGO_BIN_EXE_relayctl");
 
 fn sh(args: &[&str]) -> bool {
     Command::new(args[0])
@@ -36,22 +48,41 @@ fn run(args: &[&str]) {
     );
 }
 
+/// Polls `f` every 100 ms until it gives a value, at most `secs` seconds.
+fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Two namespaces joined by a veth pair, deleted (with everything in them) on drop.
 struct Net {
     client: String,
     router: String,
-    backends: Vec<Child>,
+    /// The router's end of the veth pair, where the client's packets arrive.
+    router_if: String,
+    backends: Vec<(String, Child)>,
 }
 
 impl Net {
-    fn new() -> Option<Net> {
+    /// `tag` tells apart the namespaces of the tests of this file, which run at once.
+    fn new(tag: char) -> Option<Net> {
         let id = std::process::id() % 100_000;
         let net = Net {
-            client: format!("rdrc{id}"),
-            router: format!("rdrr{id}"),
+            client: format!("rdrc{tag}{id}"),
+            router: format!("rdrr{tag}{id}"),
+            router_if: format!("rdr{tag}{id}"),
             backends: Vec::new(),
         };
-        let (vc, vr) = (format!("rdc{id}"), format!("rdr{id}"));
+        let vc = format!("rdc{tag}{id}");
         if !sh(&["ip", "netns", "add", &net.client]) {
             return None;
         }
@@ -67,14 +98,23 @@ impl Net {
             "veth",
             "peer",
             "name",
-            &vr,
+            &net.router_if,
             "netns",
             &net.router,
         ]);
         let (c, r) = (net.client.as_str(), net.router.as_str());
         run(&["ip", "-n", c, "addr", "add", "10.200.0.1/24", "dev", &vc]);
-        run(&["ip", "-n", r, "addr", "add", "10.200.0.2/24", "dev", &vr]);
-        for (ns, dev) in [(c, vc.as_str()), (r, vr.as_str())] {
+        run(&[
+            "ip",
+            "-n",
+            r,
+            "addr",
+            "add",
+            "10.200.0.2/24",
+            "dev",
+            &net.router_if,
+        ]);
+        for (ns, dev) in [(c, vc.as_str()), (r, net.router_if.as_str())] {
             run(&["ip", "-n", ns, "link", "set", dev, "up"]);
             run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
@@ -96,21 +136,49 @@ impl Net {
     }
 
     /// A backend in the router namespace that writes `name` to every connection.
-    fn backend(&mut self, addr: &str, name: &str) {
+    fn backend(&mut self, addr: &str, port: u16, name: &str) {
         let code = format!(
-            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{addr}',8080))\ns.listen(16)\nwhile True:\n c,_=s.accept()\n c.sendall(b'{name}')\n c.close()\n"
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{addr}',{port}))\ns.listen(16)\nwhile True:\n c,_=s.accept()\n c.sendall(b'{name}')\n c.close()\n"
         );
+        // `ip netns exec` execs python in place: the child's pid is the backend's.
         let child = Command::new("ip")
             .args(["netns", "exec", &self.router, "python3", "-c", &code])
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        self.backends.push(child);
+        self.backends.push((name.to_string(), child));
+    }
+
+    /// Waits (bounded) until a backend accepts on `addr`:`port`, from the router
+    /// namespace: relayd-run's first checks must find it up.
+    fn wait_backend(&self, addr: &str, port: u16) {
+        until("a backend", 10, || {
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &self.router,
+                "bash",
+                "-c",
+                &format!("exec 3<>/dev/tcp/{addr}/{port}"),
+            ])
+            .then_some(())
+        });
+    }
+
+    /// Stops backend `name` (ours, by pid).
+    fn stop_backend(&mut self, name: &str) {
+        for (n, c) in &mut self.backends {
+            if n == name {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
     }
 
     /// Connects from the client namespace to the virtual address; what the backend
     /// wrote, or `None` when nothing answered within a second.
-    fn fetch(&self) -> Option<String> {
+    fn fetch(&self, port: u16) -> Option<String> {
         let out = Command::new("ip")
             .args([
                 "netns",
@@ -120,7 +188,7 @@ impl Net {
                 "1",
                 "bash",
                 "-c",
-                "exec 3<>/dev/tcp/10.200.1.1/80 && cat <&3",
+                &format!("exec 3<>/dev/tcp/10.200.1.1/{port} && cat <&3"),
             ])
             .output()
             .unwrap();
@@ -128,23 +196,36 @@ impl Net {
         (out.status.success() && !s.is_empty()).then_some(s)
     }
 
+    /// `nft list table inet relayd` in the router namespace, if the table exists.
+    fn table(&self) -> Option<String> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.router,
+                "nft",
+                "list",
+                "table",
+                "inet",
+                "relayd",
+            ])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Waits (bounded) until the backends accept.
     fn wait_ready(&self, nft: &Nft, plan: &relaydc_spec::plan::Plan) {
         nft.apply(&ruleset(plan, &[true, true, true])).unwrap();
-        let t0 = Instant::now();
-        while self.fetch().is_none() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "backends never answered"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        until("the backends", 10, || self.fetch(80));
     }
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for b in &mut self.backends {
+        for (_, b) in &mut self.backends {
             let _ = b.kill();
             let _ = b.wait();
         }
@@ -153,12 +234,30 @@ impl Drop for Net {
     }
 }
 
-#[test]
-fn redirects_follow_host_states_and_leave_nothing_behind() {
+fn need_nft() {
     if !sh(&["nft", "--version"]) {
         panic!("nft is missing: scripts/test installs the nftables package");
     }
-    let Some(mut net) = Net::new() else {
+}
+
+/// relayctl's exit code and stdout.
+fn ctl(sock: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(RELAYCTL)
+        .arg("-s")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("run relayctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn redirects_follow_host_states_and_leave_nothing_behind() {
+    need_nft();
+    let Some(mut net) = Net::new('a') else {
         eprintln!("skipped: cannot create network namespaces here");
         return;
     };
@@ -184,59 +283,290 @@ fn redirects_follow_host_states_and_leave_nothing_behind() {
         ("10.200.2.2", "b"),
         ("10.200.2.3", "c"),
     ] {
-        net.backend(addr, name);
+        net.backend(addr, 8080, name);
+        net.wait_backend(addr, 8080);
     }
     let nft = Nft {
         netns: Some(net.router.clone()),
     };
+    // Every batch the ruleset makes is one the privileged helper accepts.
+    for up in [[true, true, true], [false, false, true], [false; 3]] {
+        assert_eq!(check_batch(&ruleset(&plan, &up)), Ok(()));
+    }
     net.wait_ready(&nft, &plan);
 
     // Both main hosts up: round-robin between them, never the fallback.
-    let got: Vec<String> = (0..4).map(|_| net.fetch().unwrap()).collect();
+    let got: Vec<String> = (0..4).map(|_| net.fetch(80).unwrap()).collect();
     assert_eq!(got.iter().filter(|g| *g == "a").count(), 2, "{got:?}");
     assert_eq!(got.iter().filter(|g| *g == "b").count(), 2, "{got:?}");
 
     // One main host down: only the other one.
     nft.apply(&ruleset(&plan, &[false, true, true])).unwrap();
     for _ in 0..3 {
-        assert_eq!(net.fetch().as_deref(), Some("b"));
+        assert_eq!(net.fetch(80).as_deref(), Some("b"));
     }
     // The main table empty: the fallback takes over, as relayd's backup table does.
     nft.apply(&ruleset(&plan, &[false, false, true])).unwrap();
-    assert_eq!(net.fetch().as_deref(), Some("c"));
+    assert_eq!(net.fetch(80).as_deref(), Some("c"));
     // Nothing up: the redirect is down and has no rule; nothing answers.
     nft.apply(&ruleset(&plan, &[false, false, false])).unwrap();
-    assert_eq!(net.fetch(), None);
+    assert_eq!(net.fetch(80), None);
     // The pftag marks redirected packets (mark 1: the plan's first tag).
     nft.apply(&ruleset(&plan, &[true, true, true])).unwrap();
-    let listed = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &net.router,
-            "nft",
-            "list",
-            "table",
-            "inet",
-            "relayd",
-        ])
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let listed = net.table().unwrap();
     assert!(listed.contains("meta mark set 0x00000001"), "{listed}");
     assert!(listed.contains("numgen inc mod 2 map"), "{listed}");
+    // Each connection redirected is counted, under the redirect's name.
+    let _ = net.fetch(80).unwrap();
+    let counted = nft.counters().unwrap();
+    assert!(
+        counted.iter().any(|(n, c)| n == "www" && *c >= 1),
+        "{counted:?}"
+    );
     // On exit the table goes, in one transaction.
     nft.apply(&removal()).unwrap();
-    assert!(!sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &net.router,
-        "nft",
-        "list",
-        "table",
-        "inet",
-        "relayd"
-    ]));
+    assert_eq!(net.table(), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `/proc/PID/status` field `key`.
+fn status(pid: u32, key: &str) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether process `pid` has exited (a zombie nobody reaped yet counts).
+fn gone(pid: u32) -> bool {
+    let s = status(pid, "State");
+    s.is_empty() || s.starts_with('Z')
+}
+
+/// The child of `pid` whose command line starts with `arg0`.
+fn child_named(pid: u32, arg0: &str) -> Option<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for t in tasks.flatten() {
+        let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for c in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+        {
+            let cmdline = std::fs::read(format!("/proc/{c}/cmdline")).unwrap_or_default();
+            if cmdline.starts_with(arg0.as_bytes()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+/// Seed example 5 with its addresses fixed: a healthy backend's answer reaches the
+/// client; the one it reaches dies and the next connection goes elsewhere.
+#[test]
+fn seed_example_5_redirects_to_healthy_backends() {
+    need_nft();
+    let Some(mut net) = Net::new('b') else {
+        eprintln!("skipped: cannot create network namespaces here");
+        return;
+    };
+    let dir = temp_dir("example5");
+    let seed =
+        std::fs::read_to_string(common::workspace().join("corpus/seed/example5.conf")).unwrap();
+    let invalid = "{ 192.168.1.111, 192.168.1.222, 192.168.1.333 }";
+    assert!(seed.contains(invalid));
+    let conf = dir.join("example5.conf");
+    std::fs::write(
+        &conf,
+        seed.replace(invalid, "{ 10.200.2.1, 10.200.2.2, 10.200.2.3 }"),
+    )
+    .unwrap();
+    let plan_path = dir.join("plan.bin");
+    compile(
+        &conf,
+        &[
+            "relayd_addr=10.200.1.1".into(),
+            format!("relayd_int={}", net.router_if),
+        ],
+        &plan_path,
+    );
+    for (addr, name) in [
+        ("10.200.2.1", "a"),
+        ("10.200.2.2", "b"),
+        ("10.200.2.3", "c"),
+    ] {
+        net.backend(addr, 500, name);
+        net.wait_backend(addr, 500);
+    }
+    let sock = dir.join("relayd.sock");
+    let ns = net.router.clone();
+    let relay = Relay::start_via(
+        &["ip", "netns", "exec", &ns],
+        &plan_path,
+        &["-v", "-u", "nobody", "-s", sock.to_str().unwrap()],
+    );
+    // relayd's line for the redirect's addresses (all three, unless a round's results
+    // were split between two changes), then the rule for all three.
+    relay.wait_log("the hosts in the redirect's table", |l| {
+        l.contains("table anchor_name: ") && l.contains(" added, 0 deleted, 0 changed, 0 killed")
+    });
+    let listed = until("a rule for the three backends", 10, || {
+        net.table().filter(|t| t.contains("jhash ip saddr mod 3"))
+    });
+
+    // Only the helper holds a capability, and only CAP_NET_ADMIN (bit 12); both run as
+    // nobody.
+    let pid = relay.child.id();
+    let helper = until("the helper process", 5, || {
+        child_named(pid, "relayd-run: helper")
+    });
+    for key in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+        assert_eq!(status(pid, key), "0000000000000000", "relay process {key}");
+        assert_eq!(status(helper, key), "0000000000001000", "helper {key}");
+    }
+    assert_eq!(status(helper, "CapBnd"), "0000000000001000");
+    assert_eq!(status(helper, "NoNewPrivs"), "1");
+    for p in [pid, helper] {
+        assert!(status(p, "Uid").starts_with("65534\t65534\t65534"), "{p}");
+    }
+
+    // sticky-address: one client address always reaches the same backend.
+    let first = until("a redirected connection", 10, || net.fetch(500));
+    for _ in 0..2 {
+        assert_eq!(net.fetch(500).as_deref(), Some(first.as_str()));
+    }
+    assert!(
+        listed.contains(&format!("iifname \"{}\"", net.router_if)),
+        "{listed}"
+    );
+    assert!(listed.contains("meta mark set 0x00000001"), "{listed}");
+
+    let header = "Id  \tType    \tName                    \tAvlblty\tStatus\n";
+    let (code, out) = ctl(&sock, &["show", "summary"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        format!(
+            "{header}\
+             1   \tredirect\tanchor_name             \t       \tactive\n\
+             1   \ttable   \tsome_servers:500        \t       \tactive (3 hosts)\n\
+             1   \thost    \t10.200.2.1              \t100.00%\tup\n\
+             2   \thost    \t10.200.2.2              \t100.00%\tup\n\
+             3   \thost    \t10.200.2.3              \t100.00%\tup\n"
+        )
+    );
+    let (code, out) = ctl(&sock, &["show", "redirects"]);
+    assert_eq!(code, 0);
+    let row = "1   \tredirect\tanchor_name             \t       \tactive\n";
+    assert!(out.starts_with(&format!("{header}{row}")), "{out}");
+    let total: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("\t        \ttotal: "))
+        .and_then(|l| l.strip_suffix(" sessions"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no total: {out}"));
+    assert!(total >= 3, "{out}");
+    assert!(
+        out.contains("\t        \tlast: 0/60s 0/h 0/d sessions\n"),
+        "{out}"
+    );
+    let (_, json) = ctl(&sock, &["--json", "show", "redirects"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["redirects"][0]["status"], "active");
+    assert_eq!(v["redirects"][0]["stats"]["total"], total);
+
+    // The backend the client reaches dies: after the next check it is out of the
+    // table, and the client reaches another.
+    net.stop_backend(&first);
+    assert_eq!(ctl(&sock, &["poll"]).0, 0);
+    let next = until("a connection to another backend", 10, || {
+        net.fetch(500).filter(|b| *b != first)
+    });
+    assert_ne!(next, first);
+    relay.wait_log("the dead host leaving the table", |l| {
+        l.contains("table anchor_name: 0 added, 1 deleted, 0 changed, 0 killed")
+    });
+    let (_, out) = ctl(&sock, &["show", "summary"]);
+    assert!(out.contains("active (2 hosts)"), "{out}");
+    assert_eq!(out.matches("\tdown\n").count(), 1, "{out}");
+
+    // `redirect disable`: no rules (nothing answers), the redirect shown disabled.
+    let (code, out) = ctl(&sock, &["redirect", "disable", "anchor_name"]);
+    assert_eq!((code, out.as_str()), (0, "command succeeded\n"));
+    until("the rules to go", 10, || {
+        net.table().filter(|t| !t.contains("dnat"))
+    });
+    assert_eq!(net.fetch(500), None);
+    let (_, out) = ctl(&sock, &["show", "redirects"]);
+    assert_eq!(
+        out,
+        format!("{header}1   \tredirect\tanchor_name             \t       \tdisabled\n")
+    );
+    // `redirect enable` (by id): its table again, and with the next checks its rules.
+    let (code, out) = ctl(&sock, &["redirect", "enable", "1"]);
+    assert_eq!((code, out.as_str()), (0, "command succeeded\n"));
+    assert_eq!(ctl(&sock, &["poll"]).0, 0);
+    let back = until("the rules to come back", 10, || net.fetch(500));
+    assert_ne!(back, first);
+    let (code, _) = ctl(&sock, &["redirect", "enable", "nosuch"]);
+    assert_eq!(code, 1);
+
+    // SIGTERM: the table goes, and the helper with it.
+    let (code, log) = relay.terminate();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(net.table(), None, "{log}");
+    assert!(gone(helper));
+    // relayd's pfe lines (`-v`), in relayd's order.
+    let at = |line: &str| log.find(line).unwrap_or_else(|| panic!("{line}: {log}"));
+    assert!(at("pfe_sync: enabling ruleset") < at("disable_rdr: redirect 1"));
+    assert!(at("disable_rdr: redirect 1") < at("flush_table: flushed table anchor_name"));
+    assert!(at("pfe_sync: disabling ruleset") < at("sync_ruleset: rules removed"));
+    assert!(at("table anchor_name: 2 added, 0 deleted, 0 changed, 0 killed") < at("kill_tables"));
+    assert!(at("flush_rulesets: flushed rules") < at("parent terminating"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// However relayd-run ends, the helper removes the table once it is gone.
+#[test]
+fn the_table_goes_when_relayd_run_is_killed() {
+    need_nft();
+    let Some(mut net) = Net::new('c') else {
+        eprintln!("skipped: cannot create network namespaces here");
+        return;
+    };
+    let dir = temp_dir("redirect-kill");
+    let conf = dir.join("rdr.conf");
+    std::fs::write(
+        &conf,
+        "table <web> { 10.200.2.1 }\n\
+         redirect \"www\" {\n\
+         \tlisten on 10.200.1.1 port 80\n\
+         \tforward to <web> port 8080 check tcp\n\
+         }\n",
+    )
+    .unwrap();
+    let plan_path = dir.join("plan.bin");
+    compile(&conf, &[], &plan_path);
+    net.backend("10.200.2.1", 8080, "a");
+    net.wait_backend("10.200.2.1", 8080);
+    let ns = net.router.clone();
+    let sock = dir.join("relayd.sock");
+    let mut relay = Relay::start_via(
+        &["ip", "netns", "exec", &ns],
+        &plan_path,
+        &["-s", sock.to_str().unwrap()],
+    );
+    assert_eq!(until("a redirected connection", 10, || net.fetch(80)), "a");
+    assert!(net.table().is_some_and(|t| t.contains("dnat")));
+    let pid = relay.child.id();
+    let helper = child_named(pid, "relayd-run: helper").unwrap();
+    // SIGKILL to relayd-run (ours), nothing to its helper.
+    relay.child.kill().unwrap();
+    let _ = relay.child.wait();
+    until("the table to go", 10, || {
+        net.table().is_none().then_some(())
+    });
+    until("the helper to exit", 10, || gone(helper).then_some(()));
     let _ = std::fs::remove_dir_all(&dir);
 }

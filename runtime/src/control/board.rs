@@ -53,6 +53,8 @@ impl Default for HostView {
 pub struct Board {
     pub hosts: Vec<HostView>,
     pub tables_disabled: Vec<bool>,
+    /// Per redirect: disabled (in the configuration or by `relayctl redirect disable`).
+    pub redirects_disabled: Vec<bool>,
 }
 
 /// The control side's view of the health loop: the published board and the events
@@ -78,6 +80,7 @@ impl Status {
             board: Mutex::new(Board {
                 hosts: vec![HostView::default(); plan.hosts.len()],
                 tables_disabled: plan.tables.iter().map(|t| t.disabled).collect(),
+                redirects_disabled: plan.redirects.iter().map(|r| r.disabled).collect(),
             }),
             events,
         }
@@ -92,6 +95,13 @@ pub enum Command {
         reply: oneshot::Sender<Result<u32, String>>,
     },
     Table {
+        enable: bool,
+        target: Target,
+        reply: oneshot::Sender<Result<u32, String>>,
+    },
+    /// `redirect disable` also disables its main table; `redirect enable` enables the
+    /// main and backup tables (pfe.c `disable_rdr`, `enable_rdr`).
+    Redirect {
         enable: bool,
         target: Target,
         reply: oneshot::Sender<Result<u32, String>>,
@@ -215,7 +225,70 @@ impl Switchboard {
                 let _ = reply.send(r);
                 false
             }
+            Command::Redirect {
+                enable,
+                target,
+                reply,
+            } => {
+                let r = self.redirect(shared, enable, &target, slots);
+                let _ = reply.send(r);
+                false
+            }
         }
+    }
+
+    /// relayd's `disable_rdr` / `enable_rdr`: the redirect's flag (the rules follow it,
+    /// `redirect::pfe`), and its main table disabled, or its tables enabled.
+    fn redirect<S: Slot>(
+        &mut self,
+        shared: &Shared,
+        enable: bool,
+        target: &Target,
+        slots: &mut [S],
+    ) -> Result<u32, String> {
+        let plan = &shared.plan;
+        let found = match target {
+            Target::Id(id) => id
+                .checked_sub(1)
+                .map(|i| i as usize)
+                .filter(|i| *i < plan.redirects.len()),
+            Target::Name(n) => plan.redirects.iter().position(|r| r.name == *n),
+        };
+        let Some(r) = found else {
+            return Err(format!("no redirect {}", describe(target)));
+        };
+        let id = u32::try_from(r + 1).unwrap_or(u32::MAX);
+        let changed = match shared.status.board.lock() {
+            Ok(mut b) => b
+                .redirects_disabled
+                .get_mut(r)
+                .filter(|off| **off == enable)
+                .map(|off| *off = !enable)
+                .is_some(),
+            Err(_) => false,
+        };
+        if !changed {
+            return Ok(id);
+        }
+        crate::log::debug(&format!(
+            "{}: redirect {id}",
+            if enable { "enable_rdr" } else { "disable_rdr" }
+        ));
+        let tables = &plan.redirects[r].tables;
+        let tables = if enable {
+            &tables[..]
+        } else {
+            &tables[..tables.len().min(1)]
+        };
+        for t in tables {
+            self.table(
+                shared,
+                enable,
+                &Target::Id(t.table.saturating_add(1)),
+                slots,
+            )?;
+        }
+        Ok(id)
     }
 
     fn host<S: Slot>(

@@ -26,6 +26,10 @@ pub fn summary(action: Action, s: &Summary) -> String {
         if sum || action == Action::ShowRdrs {
             row(&mut out, r.id, "redirect", &r.name, "", &r.status);
         }
+        // pfe sends a disabled redirect's row alone.
+        if r.status != "disabled" && action == Action::ShowRdrs {
+            stats(&mut out, &r.stats);
+        }
         if r.status != "disabled" && (sum || hosts) {
             for t in &r.tables {
                 table(&mut out, s, *t, hosts);
@@ -48,6 +52,18 @@ pub fn summary(action: Action, s: &Summary) -> String {
     for r in &s.routers {
         if sum || action == Action::ShowRouters {
             row(&mut out, r.id, "router", &r.name, "", &r.status);
+        }
+        if action == Action::ShowRouters {
+            let pad = "";
+            if r.rtable != 0 {
+                let _ = writeln!(out, "\t{pad:>8}\trtable: {}", r.rtable);
+            }
+            if let Some(l) = r.rtlabel.as_deref().filter(|l| !l.is_empty()) {
+                let _ = writeln!(out, "\t{pad:>8}\trtlabel: {l}");
+            }
+            for route in &r.routes {
+                let _ = writeln!(out, "\t{pad:>8}\troute: {route}");
+            }
         }
         if r.status != "disabled" && (sum || hosts) {
             for t in &r.tables {
@@ -233,5 +249,86 @@ mod tests {
             header(),
             "Id  \tType    \tName                    \tAvlblty\tStatus\n"
         );
+    }
+
+    #[test]
+    fn redirects_and_routers_as_relayctl_prints_them() {
+        use super::super::proto::{RedirectRow, RouterRow};
+        let host = |id, name: &str, status: &str| HostRow {
+            id,
+            name: name.into(),
+            table: 1,
+            parent: None,
+            state: status.into(),
+            disabled: false,
+            status: status.into(),
+            checks: 2,
+            up_checks: 2,
+            availability: Some(100.0),
+            retries: 0,
+            error: None,
+        };
+        let s = Summary {
+            redirects: vec![RedirectRow {
+                id: 1,
+                name: "www".into(),
+                status: "active".into(),
+                tables: vec![1],
+                stats: Stats {
+                    total: 3,
+                    interval_s: 60,
+                    ..Stats::default()
+                },
+            }],
+            routers: vec![RouterRow {
+                id: 1,
+                name: "uplinks".into(),
+                status: "active".into(),
+                tables: vec![1],
+                rtable: 100,
+                rtlabel: None,
+                routes: vec!["10.99.0.0/16".into()],
+            }],
+            tables: vec![TableRow {
+                id: 1,
+                name: "web:80".into(),
+                status: "active (1 hosts)".into(),
+                disabled: false,
+                up: 1,
+                checked: true,
+                hosts: vec![1],
+            }],
+            hosts: vec![host(1, "10.0.0.1", "up")],
+            ..Summary::default()
+        };
+        let t = "web:80                  ";
+        let h = "10.0.0.1                ";
+        assert_eq!(
+            summary(Action::ShowRdrs, &s),
+            format!(
+                "{}1   \tredirect\twww                     \t       \tactive\n\
+                 \t        \ttotal: 3 sessions\n\
+                 \t        \tlast: 0/60s 0/h 0/d sessions\n\
+                 \t        \taverage: 0/60s 0/h 0/d sessions\n",
+                header()
+            )
+        );
+        assert_eq!(
+            summary(Action::ShowRouters, &s),
+            format!(
+                "{}1   \trouter  \tuplinks                 \t       \tactive\n\
+                 \t        \trtable: 100\n\
+                 \t        \troute: 10.99.0.0/16\n",
+                header()
+            )
+        );
+        let sum = summary(Action::ShowSum, &s);
+        assert_eq!(
+            sum.lines().filter(|l| l.contains(t)).count(),
+            2,
+            "the table under the redirect and under the router: {sum}"
+        );
+        assert!(sum.contains(&format!("1   \thost    \t{h}\t100.00%\tup\n")));
+        assert!(!sum.contains("total:"));
     }
 }

@@ -103,14 +103,14 @@ pub enum Reply {
 /// Everything `show summary|hosts|relays|redirects|routers` print.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// The plan's redirects and routers: none can run in this version (such plans are
-    /// refused at start), so these stay empty.
+    /// relayd's redirects, by id (index + 1).
     pub redirects: Vec<RedirectRow>,
     /// relayd's relays: one per `listen on` of a relay block (relayd copies a relay for
     /// each further listener, with its own id and a name `NAME<id>:<port>`).
     pub relays: Vec<RelayRow>,
+    /// relayd's routers, by id (index + 1).
     pub routers: Vec<RouterRow>,
-    /// The tables the relays forward to, by id.
+    /// The tables the redirects, relays and routers use, by id.
     pub tables: Vec<TableRow>,
     /// The hosts of those tables, by id.
     pub hosts: Vec<HostRow>,
@@ -120,16 +120,31 @@ pub struct Summary {
 pub struct RedirectRow {
     pub id: u32,
     pub name: String,
+    /// `active`, `active (using backup table)`, `down` or `disabled`.
     pub status: String,
+    /// The main table, then the backup (ids).
     pub tables: Vec<u32>,
+    /// Connections redirected (relayd counts its pf table's matches).
+    #[serde(default)]
+    pub stats: Stats,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RouterRow {
     pub id: u32,
     pub name: String,
+    /// `active` or `disabled`.
     pub status: String,
+    /// The gateway table (id).
     pub tables: Vec<u32>,
+    /// relayd's `rtable` (0: the default table, Linux's `main`).
+    #[serde(default)]
+    pub rtable: u32,
+    #[serde(default)]
+    pub rtlabel: Option<String>,
+    /// `ADDR/LEN`, as relayctl prints them.
+    #[serde(default)]
+    pub routes: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -4,8 +4,8 @@
 
 use super::board::{self, Board};
 use super::proto::{
-    self, Command, Event, EventKind, HostRow, RelayRow, Reply, Request, Response, Stats, Summary,
-    TableRow, Target,
+    self, Command, Event, EventKind, HostRow, RedirectRow, RelayRow, Reply, Request, Response,
+    RouterRow, Stats, Summary, TableRow, Target,
 };
 use super::registry::{self, Query, Report};
 use crate::log;
@@ -111,6 +111,8 @@ pub struct Control {
     pub workers: Vec<mpsc::Sender<Query>>,
     /// Notified by `relayctl stop`.
     pub stop: Arc<Notify>,
+    /// Redirects' and routers' helper (plans with either): redirect statistics.
+    pub network: Option<Arc<crate::redirect::pfe::Network>>,
 }
 
 /// Serves the socket until the future is dropped.
@@ -230,13 +232,21 @@ async fn handle(ctl: &Control, command: Command) -> Reply {
             })
             .await
         }
-        Command::Redirect { target, .. } => failed(format!(
-            "no redirect {}: this plan has no redirects (relayd-run does not serve redirects yet)",
-            match target {
-                Target::Id(id) => format!("with id {id}"),
-                Target::Name(n) => format!("named {n}"),
-            }
-        )),
+        Command::Redirect { enable, target } => {
+            let kind = if enable {
+                EventKind::CtlRdrEnable
+            } else {
+                EventKind::CtlRdrDisable
+            };
+            switch(ctl, kind, target, |target, reply| {
+                board::Command::Redirect {
+                    enable,
+                    target,
+                    reply,
+                }
+            })
+            .await
+        }
         Command::Poll => {
             let (tx, rx) = oneshot::channel();
             let sent = ctl.health.send(board::Command::Poll { reply: tx }).await;
@@ -326,11 +336,25 @@ async fn summary(ctl: &Control) -> Summary {
     }
     // The board and the plan it describes, from one load: both change with a reload.
     let shared = ctl.current.load_full();
+    let rdr_stats = match (&ctl.network, shared.plan.redirects.is_empty()) {
+        (Some(net), false) => {
+            let (net, s) = (Arc::clone(net), Arc::clone(&shared));
+            // The helper runs `nft`: off the thread that runs the checks.
+            tokio::task::spawn_blocking(move || net.stats(&s.plan))
+                .await
+                .unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
     let board = match shared.status.board.lock() {
         Ok(b) => b.clone(),
         Err(p) => p.into_inner().clone(),
     };
-    build_summary(&shared, &board, &stats)
+    let mut summary = build_summary(&shared, &board, &stats);
+    for (row, s) in summary.redirects.iter_mut().zip(rdr_stats) {
+        row.stats = s;
+    }
+    summary
 }
 
 /// The summary from the plan, the published states and the summed statistics.
@@ -339,6 +363,52 @@ pub fn build_summary(shared: &Shared, board: &Board, stats: &[Stats]) -> Summary
     let firsts = registry::first_ids(plan);
     let mut summary = Summary::default();
     let mut used = vec![false; plan.tables.len()];
+    let snap = crate::redirect::pfe::Snapshot::from_board(plan, board);
+    let up = snap.up();
+    let states = crate::redirect::States {
+        up: &up,
+        redirect_off: &snap.redirect_off,
+        table_off: &snap.table_off,
+    };
+    for (i, r) in plan.redirects.iter().enumerate() {
+        let tables: Vec<u32> = r.tables.iter().map(|t| t.table).collect();
+        for &t in &tables {
+            if let Some(u) = used.get_mut(t as usize) {
+                *u = true;
+            }
+        }
+        summary.redirects.push(RedirectRow {
+            id: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            name: r.name.clone(),
+            status: crate::redirect::state(plan, i, &states)
+                .0
+                .word()
+                .to_string(),
+            tables: tables.iter().map(|t| t + 1).collect(),
+            stats: Stats {
+                interval_s: registry::STAT_INTERVAL.as_secs(),
+                ..Stats::default()
+            },
+        });
+    }
+    for (i, r) in plan.routers.iter().enumerate() {
+        if let Some(u) = r.table.and_then(|t| used.get_mut(t as usize)) {
+            *u = true;
+        }
+        summary.routers.push(RouterRow {
+            id: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            name: r.name.clone(),
+            status: if r.disabled { "disabled" } else { "active" }.to_string(),
+            tables: r.table.iter().map(|t| t + 1).collect(),
+            rtable: r.rtable.unwrap_or(0),
+            rtlabel: r.rtlabel.clone(),
+            routes: r
+                .routes
+                .iter()
+                .map(|x| format!("{}/{}", x.address, x.prefixlen))
+                .collect(),
+        });
+    }
     for (ri, r) in plan.relays.iter().enumerate() {
         let tables: Vec<u32> = r
             .forwards

@@ -9,8 +9,16 @@
 //! The size line must be a plain hexadecimal number as `strtoll(line, &ep, 16)` reads it to
 //! the end of the line: no `+`, `-`, `0x`/`0X` at its start, no chunk extension, no trailing
 //! blank, not negative and no overflow; anything else closes the session with
-//! `invalid chunk size`. Leading blanks, and a sign or `0x` after them, pass (`strtoll`
-//! skips them), as do leading zeros beyond 16 digits.
+//! `invalid chunk size`. Leading zeros beyond 16 digits pass. relayd also lets leading
+//! blanks pass, and a sign or `0x` after them (`strtoll` skips them), and forwards the line
+//! as sent: a recipient reading RFC 9112 7.1's `1*HEXDIG` finds no size there, or another
+//! one, so the size must start with a hex digit here.
+//!
+//! relayd re-emits trailer lines without looking at them. A recipient that takes no
+//! trailers ends the body at the last chunk and reads them as the next message, so here
+//! each must be a field line as a head's are (RFC 9112 7.1.2, 5): a token name, a colon, no
+//! obs-fold, no NUL or bare CR; all of them together no longer than the line limit. A bad
+//! one closes the session with `malformed trailer`, before it is written.
 //!
 //! Where relayd depends on how the bytes arrived (its reads), the decoder takes the reading
 //! where they arrived together: it waits for the whole line after a chunk's data (relayd
@@ -20,7 +28,7 @@
 //! line the decoder waits for (size, end of data, trailer) longer than the limit
 //! ([`CHUNK_LINE_MAX`] by default) fails so, whether or not its LF has arrived.
 
-use super::cstr::{cstr, partial_len, readln, strtoll};
+use super::cstr::{cstr, header_name_valid, partial_len, readln, strtoll};
 use std::fmt;
 
 /// The longest line, without its end, the decoder waits for.
@@ -32,8 +40,10 @@ pub const CHUNK_LINE_MAX: usize = 64 * 1024;
 pub enum ChunkError {
     /// `invalid chunk size`.
     InvalidSize,
-    /// `chunk size too long`.
+    /// `chunk size too long`; also trailers longer than the line limit together.
     LineTooLong,
+    /// `malformed trailer`: a trailer line that is no field line.
+    Trailer,
 }
 
 impl ChunkError {
@@ -42,6 +52,7 @@ impl ChunkError {
         match self {
             ChunkError::InvalidSize => "invalid chunk size",
             ChunkError::LineTooLong => "chunk size too long",
+            ChunkError::Trailer => "malformed trailer",
         }
     }
 }
@@ -94,6 +105,8 @@ pub struct ChunkedDecoder {
     max_line: usize,
     /// Bytes at the start of the input known to hold no LF (the awaited line so far).
     scanned: usize,
+    /// The trailer lines' lengths so far, without their ends.
+    trailers: usize,
 }
 
 impl Default for ChunkedDecoder {
@@ -113,6 +126,7 @@ impl ChunkedDecoder {
             state: State::Size,
             max_line,
             scanned: 0,
+            trailers: 0,
         }
     }
 
@@ -146,15 +160,20 @@ impl ChunkedDecoder {
             }
             State::Size | State::DataEnd | State::Trailer => {
                 let from = self.scanned.min(input.len());
+                // Trailer lines share one budget, and a line only grows until its LF.
+                let max = match self.state {
+                    State::Trailer => self.max_line.saturating_sub(self.trailers),
+                    _ => self.max_line,
+                };
                 let Some((line, used)) = readln(input, from) else {
                     self.scanned = input.len();
-                    if partial_len(input) > self.max_line {
+                    if partial_len(input) > max {
                         return Err(ChunkError::LineTooLong);
                     }
                     return Ok(None);
                 };
                 self.scanned = 0;
-                if line.len() > self.max_line {
+                if line.len() > max {
                     return Err(ChunkError::LineTooLong);
                 }
                 let mut step = Step {
@@ -175,12 +194,16 @@ impl ChunkedDecoder {
                         };
                     }
                     State::DataEnd => self.state = State::Size,
+                    _ if line.is_empty() => {
+                        step.done = true;
+                        self.state = State::Done;
+                    }
                     _ => {
-                        step.copy = cstr(line).len();
-                        if line.is_empty() {
-                            step.done = true;
-                            self.state = State::Done;
+                        if !field_line(line) {
+                            return Err(ChunkError::Trailer);
                         }
+                        self.trailers += line.len();
+                        step.copy = line.len();
                     }
                 }
                 Ok(Some(step))
@@ -212,9 +235,27 @@ impl ChunkedDecoder {
     }
 }
 
-/// `relay_read_httpchunks`' size check (`TOREAD_HTTP_CHUNK_LENGTH`).
+/// A trailer line (without its end) as a head's field line must be: no obs-fold, no NUL, no
+/// bare CR, a non-empty token name, a colon.
+fn field_line(line: &[u8]) -> bool {
+    if matches!(line.first(), Some(b' ' | b'\t')) || memchr::memchr2(0, b'\r', line).is_some() {
+        return false;
+    }
+    match memchr::memchr(b':', line) {
+        Some(colon) => {
+            let name = line.get(..colon).unwrap_or(&[]);
+            !name.is_empty() && header_name_valid(name)
+        }
+        None => false,
+    }
+}
+
+/// `relay_read_httpchunks`' size check (`TOREAD_HTTP_CHUNK_LENGTH`), and a hex digit first.
 fn chunk_size(line: &[u8]) -> Result<u64, ChunkError> {
     let s = cstr(line);
+    if !s.first().is_some_and(u8::is_ascii_hexdigit) {
+        return Err(ChunkError::InvalidSize);
+    }
     // Reject values like 0xdead and 0XBEEF or +FEED (only at the very start).
     if matches!(s.first(), Some(b'+' | b'-'))
         || (s.first() == Some(&b'0') && matches!(s.get(1), Some(b'x' | b'X')))

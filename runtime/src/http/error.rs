@@ -28,8 +28,13 @@ impl HttpError {
 
     /// Bad start line (no space), NUL byte, obs-fold line in a request, header line without
     /// `:`, bad header name, Content-Length on TRACE/CONNECT, Transfer-Encoding other than
-    /// `chunked`.
+    /// `chunked`. Also, where relayd lets them pass: a bare CR in a line, an empty target or
+    /// one with blanks or controls, a target in no form of RFC 9112 3.2, a malformed version,
+    /// Transfer-Encoding on HTTP/1.0, TRACE or CONNECT.
     pub const MALFORMED: HttpError = HttpError::new("malformed", 400);
+    /// A well-formed version other than `HTTP/1.0` and `HTTP/1.1` (relayd forwards any):
+    /// the reason phrase as the message, as relayd's own `Bad Gateway` and `Forbidden` do.
+    pub const VERSION: HttpError = HttpError::new("HTTP Version Not Supported", 505);
     /// A second `Host` or `Content-Length` header (`kv_add` with `unique` fails).
     pub const MALFORMED_HEADER: HttpError = HttpError::new("malformed header", 400);
     /// The host of an absolute-URI request target is not the `Host` header.
@@ -39,11 +44,15 @@ impl HttpError {
     pub const TOO_LARGE: HttpError = HttpError::new("request headers too large", 413);
     /// The head is only an empty line.
     pub const NO_METHOD: HttpError = HttpError::new("no method", 406);
-    /// Responses: obs-fold line, or a 1xx/204 with a non-zero Content-Length.
+    /// Responses: obs-fold line, or a 1xx/204 with a non-zero Content-Length. Also, where
+    /// relayd lets them pass: a bare CR in a line, a status line not starting with
+    /// `HTTP/1.0` or `HTTP/1.1` and a three-digit code, Transfer-Encoding on HTTP/1.0.
     pub const BAD_GATEWAY: HttpError = HttpError::new("Bad Gateway", 502);
-    /// Content-Length starting with `+`/`-`, or not a decimal number (`strtonum` errstr).
+    /// Content-Length starting with `+`/`-`, or not a decimal number (`strtonum` errstr);
+    /// also anything but digits, which `strtonum` would skip (`\v`, `\f`) and relayd take.
     pub const INVALID: HttpError = HttpError::new("invalid", 500);
-    /// Content-Length below zero once leading blanks are skipped (`strtonum` errstr).
+    /// Content-Length below zero once leading blanks are skipped (`strtonum` errstr); no
+    /// value gets there any more, digits only being taken.
     pub const TOO_SMALL: HttpError = HttpError::new("too small", 500);
     /// Content-Length above `LLONG_MAX` (`strtonum` errstr).
     pub const TOO_BIG: HttpError = HttpError::new("too large", 500);
@@ -62,7 +71,8 @@ impl HttpError {
     pub const BAD_WEBSOCKET_REQUEST: HttpError = HttpError::new("Bad Websocket Request", 400);
     /// `Upgrade: websocket` on another method than GET.
     pub const WEBSOCKET_METHOD: HttpError = HttpError::new("Websocket Method Not Allowed", 405);
-    /// A 101 response that is not an accepted websocket upgrade.
+    /// A 101 response that is not an accepted websocket upgrade, or answers a request that
+    /// did not ask for one.
     pub const BAD_WEBSOCKET_GATEWAY: HttpError = HttpError::new("Bad Websocket Gateway", 502);
 
     /// The reason phrase of `status` in relayd's page (`relay_httperror_byid`, else

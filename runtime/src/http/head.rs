@@ -1,7 +1,8 @@
 //! Reading a message head the way `relay_read_http` reads it: line by line as
 //! `evbuffer_readln(EVBUFFER_EOL_CRLF)` returns them (LF or CRLF), rejecting as soon as a
 //! complete line is bad, and checking each header when the next line (or the end of the
-//! head) arrives, as relayd's deferred `last_header:` block does.
+//! head) arrives, as relayd's deferred `last_header:` block does. Lines relayd takes and
+//! other parsers read differently (a bare CR, odd start lines) are refused here as well.
 
 use super::body::{Carry, Checks, Keep, Side};
 use super::cstr::{header_name_valid, partial_len, readln, strtonum};
@@ -51,10 +52,18 @@ pub enum Parsed {
 #[derive(Clone, Copy, Debug)]
 struct Start {
     method: Option<Method>,
-    /// Requests: the target up to the first `?` (`desc->http_path`).
+    /// Requests: the target up to the first `?` (`desc->http_path`), what the Host check
+    /// compares an absolute-form target's host with.
     target: Span,
+    /// Requests: the path the filters see and the backend gets; for an absolute-form
+    /// target, the part after its authority (empty: `/`).
+    path: Span,
+    /// Requests: the authority of an absolute-form target.
+    authority: Option<Span>,
     query: Option<Span>,
     version: Span,
+    /// `HTTP/1.0` (else `HTTP/1.1`: no other version gets past the start line).
+    http10: bool,
     code: Span,
     status: u16,
     reason: Span,
@@ -72,8 +81,16 @@ fn skip_blanks(value: &[u8]) -> usize {
         .unwrap_or(value.len())
 }
 
-/// `relay_http_parse_startline`, request direction: `METHOD SP target SP version`, where the
-/// version is everything after the second space.
+/// `relay_http_parse_startline`, request direction: `METHOD SP target SP version`, where
+/// relayd takes the version to be everything after the second space and forwards it
+/// verbatim, whatever it is.
+///
+/// relayd's refusals come first, with its statuses; then the ones it lacks, each a request
+/// line other parsers read differently: an empty target or one with blanks or controls in
+/// it (`GET  /x HTTP/1.1` is an empty target to relayd, `/x` to a parser that splits on runs
+/// of blanks; `GET /a /b HTTP/1.1` has the version `/b HTTP/1.1` to relayd), and a version
+/// other than `HTTP/1.0` or `HTTP/1.1`, which relayd frames as HTTP/1.1 while the backend may
+/// not (RFC 9112 2.3, 3: 400 for a malformed line, 505 for a well-formed other version).
 fn request_line(line: &[u8], at: usize) -> Result<Start, HttpError> {
     let sp = find(line, b' ').ok_or(HttpError::MALFORMED)?;
     let method = Method::from_bytes(line.get(..sp).unwrap_or(&[])).ok_or(HttpError::START_LINE)?;
@@ -81,50 +98,119 @@ fn request_line(line: &[u8], at: usize) -> Result<Start, HttpError> {
     let sp2 = find(rest, b' ').ok_or(HttpError::START_LINE)?;
     let target_at = at + sp + 1;
     let target = rest.get(..sp2).unwrap_or(&[]);
+    if target.is_empty() || target.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return Err(HttpError::MALFORMED);
+    }
+    let version = rest.get(sp2 + 1..).unwrap_or(&[]);
+    let http10 = match version {
+        b"HTTP/1.0" => true,
+        b"HTTP/1.1" => false,
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            return Err(HttpError::VERSION);
+        }
+        _ => return Err(HttpError::MALFORMED),
+    };
     let (path_end, query) = match find(target, b'?') {
         Some(q) => (q, Some(Span::new(target_at + q + 1, target_at + sp2))),
         None => (sp2, None),
     };
+    let whole = Span::new(target_at, target_at + path_end);
+    let (path, authority) = if method == Method::Connect {
+        (whole, None)
+    } else {
+        target_form(target.get(..path_end).unwrap_or(&[]), target_at)?
+    };
     Ok(Start {
         method: Some(method),
-        target: Span::new(target_at, target_at + path_end),
+        target: whole,
+        path,
+        authority,
         query,
         version: Span::new(target_at + sp2 + 1, at + line.len()),
+        http10,
         code: Span::default(),
         status: 0,
         reason: Span::default(),
     })
 }
 
+/// The path of a request target without its query (at `at` in the buffer), and its
+/// authority if it is in absolute-form.
+///
+/// relayd matches `path` rules against whatever the target is, so `GET http://h/x` is
+/// tested as the path `http://h/x` (no `"/x*"` rule matches it) and forwarded as-is, and
+/// the backend, which must accept absolute-form (RFC 9112 3.2.2), serves `/x`. Here the
+/// filters see the path and query of an `http`/`https` absolute-form target as they would
+/// for origin-form, and the backend gets it in origin-form (with the authority as `Host`
+/// when there is none, RFC 9112 3.2.2). Anything but origin-form, asterisk-form or such an
+/// absolute-form is refused (RFC 9112 3.2: 400), as is userinfo in the authority (RFC 9110
+/// 4.2.4), both being targets other parsers map to paths of their own.
+fn target_form(target: &[u8], at: usize) -> Result<(Span, Option<Span>), HttpError> {
+    let whole = Span::new(at, at + target.len());
+    if target.first() == Some(&b'/') || target == b"*" {
+        return Ok((whole, None));
+    }
+    let colon = find(target, b':').ok_or(HttpError::MALFORMED)?;
+    let scheme = target.get(..colon).unwrap_or(&[]);
+    let rest = target.get(colon..).unwrap_or(&[]);
+    let http = scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https");
+    let Some(after) = rest.strip_prefix(b"://").filter(|_| http) else {
+        return Err(HttpError::MALFORMED);
+    };
+    let host_at = colon + 3;
+    let host_len = find(after, b'/').unwrap_or(after.len());
+    let host = after.get(..host_len).unwrap_or(&[]);
+    if host.is_empty() || find(host, b'@').is_some() {
+        return Err(HttpError::MALFORMED);
+    }
+    let path_at = at + host_at + host_len;
+    Ok((
+        Span::new(path_at, whole.end),
+        Some(Span::new(at + host_at, path_at)),
+    ))
+}
+
 /// `relay_http_parse_startline`, response direction: `version SP code SP reason`; the code
 /// must pass `strtonum(code, 100, 599)`, and a reason phrase (maybe empty) must follow.
+///
+/// relayd forwards the version and code verbatim once they pass that. Here the line must
+/// also start with `HTTP/1.0` or `HTTP/1.1` and the code be three digits (RFC 9112 4), else
+/// 502: bytes a bodyless response (HEAD, 204, 304) left behind would otherwise reach the
+/// client glued to the next status line (`helloHTTP/1.1 200 OK`), which clients read as a
+/// body or as another response than the relay did.
 fn status_line(line: &[u8], at: usize) -> Result<Start, HttpError> {
     let sp = find(line, b' ').ok_or(HttpError::MALFORMED)?;
     let rest = line.get(sp + 1..).unwrap_or(&[]);
     let sp2 = find(rest, b' ').ok_or(HttpError::START_LINE)?;
     let code_at = at + sp + 1;
-    let status = match strtonum(rest.get(..sp2).unwrap_or(&[]), 100, 599) {
+    let code = rest.get(..sp2).unwrap_or(&[]);
+    let status = match strtonum(code, 100, 599) {
         Ok(n) => u16::try_from(n).map_err(|_| HttpError::STATUS_RANGE)?,
         Err("invalid") => return Err(HttpError::BAD_STATUS),
         Err(_) => return Err(HttpError::STATUS_RANGE),
     };
+    let http10 = match line.get(..sp) {
+        Some(b"HTTP/1.0") => true,
+        Some(b"HTTP/1.1") => false,
+        _ => return Err(HttpError::BAD_GATEWAY),
+    };
+    if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+        return Err(HttpError::BAD_GATEWAY);
+    }
     Ok(Start {
         method: None,
         target: Span::default(),
+        path: Span::default(),
+        authority: None,
         query: None,
         version: Span::new(at, at + sp),
+        http10,
         code: Span::new(code_at, code_at + sp2),
         status,
         reason: Span::new(code_at + sp2 + 1, at + line.len()),
     })
-}
-
-/// `HTTP/1.x` gives x; relayd itself never looks at the version, which it forwards verbatim.
-fn minor(version: &[u8]) -> u8 {
-    match version {
-        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if d.is_ascii_digit() => d - b'0',
-        _ => 1,
-    }
 }
 
 /// An incremental head reader for one message: feed it the growing buffer that starts at
@@ -266,6 +352,15 @@ impl HeadReader {
             if memchr::memchr(0, line).is_some() {
                 return Err(HttpError::MALFORMED);
             }
+            // relayd's evbuffer_readln keeps a CR that does not end a line, and forwards it;
+            // a recipient that ends lines at a bare CR reads other fields than the relay did
+            // (`X: a\rTransfer-Encoding: chunked`). RFC 9112 2.2 lets us refuse it.
+            if memchr::memchr(b'\r', line).is_some() {
+                return Err(match self.dir {
+                    Direction::Request => HttpError::MALFORMED,
+                    Direction::Response => HttpError::BAD_GATEWAY,
+                });
+            }
             self.lines += 1;
             if self.lines == 1 {
                 let (start, side) = match self.dir {
@@ -284,7 +379,7 @@ impl HeadReader {
                     }
                 };
                 self.start = Some(start);
-                self.checks = Some(Checks::new(side, self.carry));
+                self.checks = Some(Checks::new(side, self.carry).http10(start.http10));
                 continue;
             }
             // RFC 9112 5.2: obs-fold is refused, also on the first header line.
@@ -336,11 +431,13 @@ impl HeadReader {
     fn fill(&self, buf: &[u8], end: usize, start: &Start, head: &mut Head) {
         head.clear();
         head.direction = Some(self.dir);
-        head.minor = minor(start.version.of(buf));
+        head.minor = u8::from(!start.http10);
         let strip_cl = match start.method {
             Some(m) => {
                 head.method.extend_from_slice(m.as_str().as_bytes());
-                head.path.extend_from_slice(start.target.of(buf));
+                let path = start.path.of(buf);
+                head.path
+                    .extend_from_slice(if path.is_empty() { b"/" } else { path });
                 head.query = start.query.map(|q| q.of(buf).to_vec());
                 m.class() == Class::NoBody
             }
@@ -357,6 +454,11 @@ impl HeadReader {
                 continue;
             }
             head.push_header(name, value.of(buf));
+        }
+        if let Some(authority) = start.authority {
+            if !self.host {
+                head.push_header(b"Host", authority.of(buf));
+            }
         }
     }
 }

@@ -78,13 +78,15 @@ const METHODS: [(Method, &str); 33] = [
 /// The branch of `relay_read_http`'s method switch a request takes once its head is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Class {
-    /// CONNECT: a data stream (`TOREAD_UNLIMITED`, `relay_read`).
+    /// CONNECT: a data stream to relayd (`TOREAD_UNLIMITED`, `relay_read`); here no body,
+    /// and a tunnel once a 2xx answers it.
     Stream,
     /// GET, HEAD, COPY, MOVE: never a body; their Content-Length is deleted while parsing.
     NoBody,
     /// The `default:` branch (TRACE): back to header mode, no body.
     Other,
-    /// Everything else: Content-Length, else what `toread` held (read until close or none).
+    /// Everything else: Content-Length, else none (relayd: what `toread` held, which may
+    /// read until close).
     Body,
 }
 

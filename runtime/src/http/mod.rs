@@ -1,5 +1,6 @@
-//! HTTP/1.x message framing exactly as relayd's `relay_http.c` does it (1.104, the N era of
-//! `relayd-language.md`): pure functions over byte buffers, no I/O.
+//! HTTP/1.x message framing as relayd's `relay_http.c` does it (1.104, the N era of
+//! `relayd-language.md`), stricter where relayd lets a message be read two ways (see the
+//! end): pure functions over byte buffers, no I/O.
 //!
 //! A relay session uses it per direction and per message:
 //! 1. [`parse_request_head`] / [`parse_response_head`] (or a [`HeadReader`] to resume on a
@@ -8,8 +9,9 @@
 //! 2. [`request_body`] / [`response_body`] on the head as parsed: the [`Body`] framing and
 //!    the [`Carry`] the next message of the direction starts from.
 //! 3. The filters run on the [`Head`](relaydc_spec::filter::head::Head); then
-//!    [`websocket`], `drop_content_length`, [`needs_connection_close`] (push
-//!    `Connection: close`), and [`write_head`] / [`write_head_verbatim`].
+//!    [`websocket`], for a response [`reply`] (interim, final, or a tunnel),
+//!    `drop_content_length`, [`needs_connection_close`] (push `Connection: close`), and
+//!    [`write_head`] / [`write_head_verbatim`].
 //! 4. The body: `Length(n)` bytes verbatim, [`ChunkedDecoder`] for chunked, raw until close.
 //!
 //! Facts of relayd's source this follows (function names from relay_http.c unless noted):
@@ -38,6 +40,28 @@
 //! * `relay_writeheader_http` walks the header tree: names sorted by `strcasecmp`,
 //!   duplicates (`kv_children`) after their first, spelt like it.
 //! * `relay_read_httpchunks`: see [`chunked`](ChunkedDecoder).
+//!
+//! Where relayd is lenient in a way that lets the relay and the backend (or the client)
+//! read a message differently, which is request smuggling or response splitting, we refuse
+//! the message as relayd refuses malformed ones (requests: its error page and close, 400
+//! `malformed` unless noted; responses: 502 `Bad Gateway`; bodies: a close), never
+//! forwarding it. Each is documented where it is checked:
+//! * a bare CR in a head line (RFC 9112 2.2; `head.rs`);
+//! * request lines: an empty target, blanks or controls in it, a target in no form of RFC
+//!   9112 3.2 or with userinfo, a version other than `HTTP/1.0`/`HTTP/1.1` (505 `HTTP
+//!   Version Not Supported` when well-formed); status lines not `HTTP/1.0`/`HTTP/1.1`,
+//!   SP, three digits (`head.rs`);
+//! * an absolute-form target is filtered by its path and query and forwarded in
+//!   origin-form, with its authority as `Host` when there is none (relayd filters and
+//!   forwards the whole URI; `head.rs`);
+//! * `Content-Length` other than digits after the field's blanks (500 `invalid`);
+//!   `Transfer-Encoding` on HTTP/1.0 (RFC 9112 6.1), TRACE or CONNECT (`body.rs`);
+//! * a request of a body method without Content-Length or chunked has no body (RFC 9112
+//!   6.3; relayd reads it until close); CONNECT has none and tunnels only once a 2xx
+//!   answers it (relayd streams at once) (`body.rs`);
+//! * 1xx responses are interim, the final response still answers the same request, and a
+//!   101 tunnels only for a websocket upgrade the request asked for ([`reply`]);
+//! * chunk sizes start with a hex digit, trailer lines are field lines (`chunked.rs`).
 
 mod body;
 mod chunked;
@@ -48,7 +72,8 @@ mod method;
 mod write;
 
 pub use body::{
-    needs_connection_close, request_body, response_body, websocket, Body, Carry, Framing,
+    needs_connection_close, reply, request_body, response_body, websocket, Body, Carry, Framing,
+    Reply,
 };
 pub use chunked::{ChunkError, ChunkedDecoder, Fed, Step, CHUNK_LINE_MAX};
 pub use error::{reason, HttpError};

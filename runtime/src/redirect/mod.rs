@@ -6,7 +6,11 @@
 //! host states and applied in one transaction (`nft -j -f -`: add the table, flush it,
 //! add its chain and rules), so a state change never leaves a half-written ruleset.
 //! Removing the table on exit is one more transaction. [`ruleset`] is a pure function
-//! of the plan and the states; [`Nft`] runs `nft`.
+//! of the plan and the states; [`Nft`] runs `nft`. The relay process holds no
+//! capability, so it never runs `nft` itself: [`pfe`] (relayd's pf engine) follows the
+//! host states and hands each changed batch to the privileged helper
+//! (`crate::helper`), which runs `nft`, and does the same for routers'
+//! routes (`crate::router`).
 //!
 //! Where pf and nftables differ (documented in README's Linux notes):
 //! * `least-states` has no nftables counterpart: it balances round-robin;
@@ -18,15 +22,22 @@
 //! * `pftag NAME` becomes packet mark `N` ([`mark`]: the name's place among the
 //!   distinct `pftag` names of the plan's redirects, from 1), which `ip rule fwmark` and
 //!   other nftables rules can match;
-//! * the session timeout is conntrack's own (there is no per-rule established timeout).
+//! * the session timeout is conntrack's own (there is no per-rule established timeout);
+//! * a named counter per redirect counts the connections its rules redirect (relayd
+//!   counts its pf table's matches): `show redirects` statistics.
 
+pub mod pfe;
 mod ruleset;
 
-pub use ruleset::{mark, removal, ruleset, TABLE};
+pub use ruleset::{mark, removal, ruleset, ruleset_for, state, RdrState, States, CHAIN, TABLE};
 
 use nftables::schema::Nftables;
 use std::io::Write;
 use std::process::{Command, Stdio};
+
+/// Where `nft` and `ip` are looked for: the children of the privileged helper get this
+/// instead of whatever `PATH` relayd-run was started with.
+pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// How to run `nft`: directly, or inside a network namespace (`ip netns exec NS nft`),
 /// which the tests use.
@@ -36,9 +47,8 @@ pub struct Nft {
 }
 
 impl Nft {
-    /// Applies one batch as one transaction; the error is nft's own message.
-    pub fn apply(&self, batch: &Nftables) -> Result<(), String> {
-        let json = serde_json::to_string(batch).map_err(|e| e.to_string())?;
+    /// `nft` with `args`, with a fixed environment (`PATH` above, C messages).
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -47,8 +57,53 @@ impl Nft {
             }
             None => Command::new("nft"),
         };
-        let mut child = cmd
-            .args(["-j", "-f", "-"])
+        cmd.env_clear()
+            .env("PATH", SAFE_PATH)
+            .env("LC_ALL", "C")
+            .args(args);
+        cmd
+    }
+
+    /// Each named counter of the table (one per redirect) and the packets it counted;
+    /// nothing if the table does not exist.
+    pub fn counters(&self) -> Result<Vec<(String, u64)>, String> {
+        let out = self
+            .command(&["-j", "list", "counters", "table", "inet", TABLE])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run nft: {e}"))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("No such file or directory") {
+                return Ok(Vec::new());
+            }
+            return Err(err.trim().to_string());
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("nft's answer: {e}"))?;
+        let list = v
+            .get("nftables")
+            .and_then(|l| l.as_array())
+            .cloned()
+            .unwrap_or_default();
+        Ok(list
+            .iter()
+            .filter_map(|o| {
+                let c = o.get("counter")?;
+                if c.get("table")?.as_str()? != TABLE {
+                    return None;
+                }
+                let name = c.get("name")?.as_str()?.to_string();
+                Some((name, c.get("packets")?.as_u64()?))
+            })
+            .collect())
+    }
+
+    /// Applies one batch as one transaction; the error is nft's own message.
+    pub fn apply(&self, batch: &Nftables) -> Result<(), String> {
+        let json = serde_json::to_string(batch).map_err(|e| e.to_string())?;
+        let mut child = self
+            .command(&["-j", "-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

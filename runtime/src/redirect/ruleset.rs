@@ -5,7 +5,7 @@ use nftables::expr::{
     Range, SetItem,
 };
 use nftables::schema::{Chain, NfCmd, NfListObject, NfObject, Nftables, Rule, Table};
-use nftables::stmt::{Mangle, Match, NATFamily, Operator, Statement, NAT};
+use nftables::stmt::{Counter, Mangle, Match, NATFamily, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use relaydc_spec::plan::{Address, Mode, Plan, RdrListener, Redirect};
 use std::borrow::Cow;
@@ -13,14 +13,52 @@ use std::net::IpAddr;
 
 /// The table relayd-run owns (family `inet`: one table for IPv4 and IPv6).
 pub const TABLE: &str = "relayd";
-const CHAIN: &str = "prerouting";
+/// The one chain of the table.
+pub const CHAIN: &str = "prerouting";
 /// nftables' `dstnat` priority for the nat prerouting hook.
 const DSTNAT: i32 = -100;
 
 /// The batch that makes the kernel's table exactly what the plan and `up` (per plan
-/// host) say: add (a no-op if present), flush, then the chain and one rule per listener
-/// of every redirect that has an active table.
+/// host) say: add (a no-op if present), flush, then the chain, a counter per redirect
+/// and one rule per listener of every redirect that has an active table. Redirects and
+/// tables are enabled or disabled as the plan says.
 pub fn ruleset(plan: &Plan, up: &[bool]) -> Nftables<'static> {
+    let redirect_off: Vec<bool> = plan.redirects.iter().map(|r| r.disabled).collect();
+    let table_off: Vec<bool> = plan.tables.iter().map(|t| t.disabled).collect();
+    ruleset_for(
+        plan,
+        &States {
+            up,
+            redirect_off: &redirect_off,
+            table_off: &table_off,
+        },
+    )
+}
+
+/// What the rules depend on besides the plan, each indexed as the plan's hosts,
+/// redirects and tables: relayctl can disable and enable redirects and tables, so
+/// these may differ from the plan's flags.
+#[derive(Clone, Copy, Debug)]
+pub struct States<'a> {
+    pub up: &'a [bool],
+    pub redirect_off: &'a [bool],
+    pub table_off: &'a [bool],
+}
+
+impl States<'_> {
+    fn up(&self, h: u32) -> bool {
+        self.up.get(h as usize).copied().unwrap_or(false)
+    }
+    fn redirect_off(&self, r: usize) -> bool {
+        self.redirect_off.get(r).copied().unwrap_or(true)
+    }
+    fn table_off(&self, t: u32) -> bool {
+        self.table_off.get(t as usize).copied().unwrap_or(true)
+    }
+}
+
+/// [`ruleset`] with the run-time states.
+pub fn ruleset_for(plan: &Plan, s: &States<'_>) -> Nftables<'static> {
     let mut cmds = vec![
         NfObject::CmdObject(NfCmd::Add(NfListObject::Table(table()))),
         NfObject::CmdObject(NfCmd::Flush(nftables::schema::FlushObject::Table(table()))),
@@ -35,12 +73,33 @@ pub fn ruleset(plan: &Plan, up: &[bool]) -> Nftables<'static> {
             ..Chain::default()
         }))),
     ];
-    for r in plan.redirects.iter().filter(|r| !r.disabled) {
-        let Some((port, hosts, mode)) = active(plan, r, up) else {
+    // Named counters outlive the flush above, so a redirect's count (relayd's pf table
+    // statistics, `show redirects`) survives every rule change.
+    for r in &plan.redirects {
+        cmds.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Counter(
+            nftables::schema::Counter {
+                family: NfFamily::INet,
+                table: TABLE.into(),
+                name: r.name.clone().into(),
+                handle: None,
+                packets: None,
+                bytes: None,
+            },
+        ))));
+    }
+    for (i, r) in plan.redirects.iter().enumerate() {
+        if s.redirect_off(i) {
+            continue;
+        }
+        let Some(a) = active(plan, r, s) else {
             continue;
         };
+        // `route to` (direct server return): no rule (see the module documentation).
+        if a.route {
+            continue;
+        }
         for l in &r.listeners {
-            if let Some(rule) = rule(plan, r, l, port, &hosts, mode.clone()) {
+            if let Some(rule) = rule(plan, r, l, a.port, &a.hosts, a.mode.clone()) {
                 cmds.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(rule))));
             }
         }
@@ -48,6 +107,54 @@ pub fn ruleset(plan: &Plan, up: &[bool]) -> Nftables<'static> {
     Nftables {
         objects: Cow::Owned(cmds),
     }
+}
+
+/// A redirect's state, relayctl's status column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RdrState {
+    Disabled,
+    /// No host of either table is up: no rules.
+    Down,
+    Active,
+    /// The main table has no host up, the backup has.
+    Backup,
+}
+
+impl RdrState {
+    /// relayctl's words.
+    pub fn word(self) -> &'static str {
+        match self {
+            RdrState::Disabled => "disabled",
+            RdrState::Down => "down",
+            RdrState::Active => "active",
+            RdrState::Backup => "active (using backup table)",
+        }
+    }
+}
+
+/// The state of redirect `i` (index) and the addresses of its active table's up hosts
+/// (what relayd's pf table for it holds).
+pub fn state(plan: &Plan, i: usize, s: &States<'_>) -> (RdrState, Vec<IpAddr>) {
+    let Some(r) = plan.redirects.get(i) else {
+        return (RdrState::Disabled, Vec::new());
+    };
+    if s.redirect_off(i) {
+        return (RdrState::Disabled, Vec::new());
+    }
+    match active(plan, r, s) {
+        None => (RdrState::Down, Vec::new()),
+        Some(a) if a.backup => (RdrState::Backup, a.hosts),
+        Some(a) => (RdrState::Active, a.hosts),
+    }
+}
+
+/// The active table of a redirect.
+struct Active {
+    port: u16,
+    hosts: Vec<IpAddr>,
+    mode: Mode,
+    route: bool,
+    backup: bool,
 }
 
 /// The batch that removes the table (on exit).
@@ -69,24 +176,29 @@ fn table() -> Table<'static> {
 
 /// relayd's active table (§4.3): the main table if one of its hosts is up, else the
 /// backup if one of its hosts is, else none (the redirect is down and has no rules).
-/// Returns the table's port, its up hosts' addresses and the balancing mode.
-fn active(plan: &Plan, r: &Redirect, up: &[bool]) -> Option<(u16, Vec<IpAddr>, Mode)> {
-    for rt in &r.tables {
+fn active(plan: &Plan, r: &Redirect, s: &States<'_>) -> Option<Active> {
+    for (n, rt) in r.tables.iter().enumerate() {
         let t = plan.tables.get(rt.table as usize)?;
-        if t.disabled || rt.route {
+        if s.table_off(rt.table) {
             continue;
         }
         let hosts: Vec<IpAddr> = t
             .hosts
             .iter()
-            .filter(|&&h| up.get(h as usize).copied().unwrap_or(false))
+            .filter(|&&h| s.up(h))
             .filter_map(|&h| match plan.hosts.get(h as usize)?.address {
                 Address::Ip(ip) => Some(ip),
                 _ => None,
             })
             .collect();
         if !hosts.is_empty() {
-            return Some((t.port, hosts, rt.mode.clone()));
+            return Some(Active {
+                port: t.port,
+                hosts,
+                mode: rt.mode.clone(),
+                route: rt.route,
+                backup: n > 0,
+            });
         }
     }
     None
@@ -140,6 +252,7 @@ fn rule(
         None => Expression::Number(u32::from(l.port)),
     };
     expr.push(eq(payload(proto, "dport"), dport));
+    expr.push(Statement::Counter(Counter::Named(r.name.clone().into())));
     if let Some(tag) = &r.pftag {
         expr.push(Statement::Mangle(Mangle {
             key: meta(MetaKey::Mark),

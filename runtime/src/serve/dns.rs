@@ -25,6 +25,38 @@ const HEADER: usize = 12;
 /// The QR bit of the first flag byte: set in answers.
 const QR: u8 = 0x80;
 
+/// relay_dns_validate at the listener: a datagram opens a session only if it holds a
+/// whole header and is a query (QR clear).
+pub fn is_query(datagram: &[u8]) -> bool {
+    datagram.len() >= HEADER && datagram.get(2).is_some_and(|flags| flags & QR == 0)
+}
+
+/// Gives a query the session's ID and returns the client's (a query is at least a
+/// header long, see [`is_query`]).
+pub fn replace_id(query: &mut [u8], new_id: u16) -> [u8; 2] {
+    let mut client_id = [0u8; 2];
+    if let Some(id) = query.get_mut(..2) {
+        client_id.copy_from_slice(id);
+        id.copy_from_slice(&new_id.to_be_bytes());
+    }
+    client_id
+}
+
+/// relay_dns_validate on the session's own socket: an answer of at least a header that
+/// carries `new_id` gets the client's ID back (`true`); anything else ends the session.
+pub fn restore_id(answer: &mut [u8], new_id: u16, client_id: [u8; 2]) -> bool {
+    if answer.len() < HEADER {
+        return false;
+    }
+    match answer.get_mut(..2) {
+        Some(id) if *id == new_id.to_be_bytes() => {
+            id.copy_from_slice(&client_id);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// relayd's `shuffle_generate16`: IDs from a shuffled sequence, so two sessions in
 /// flight never share one and the next cannot be predicted from the last. A Fisher-Yates
 /// shuffle of all 65536 values, drawn in order and reshuffled when spent.
@@ -88,12 +120,9 @@ pub async fn serve(w: Rc<Worker>, relay: usize, listener: usize, socket: Rc<UdpS
             Err(_) => continue,
         };
         // relay_dns_validate: too short for a header, or an answer: not a new session.
-        let Some(query) = buf.get(..len).filter(|q| q.len() >= HEADER) else {
+        let Some(query) = buf.get(..len).filter(|q| is_query(q)) else {
             continue;
         };
-        if query[2] & QR != 0 {
-            continue;
-        }
         let query = query.to_vec();
         let id = shuffle.borrow_mut().next_id();
         let w2 = Rc::clone(&w);
@@ -137,8 +166,7 @@ async fn session(
         };
         backend.set(Some(addr));
         reg.backend(addr);
-        let client_id = [query[0], query[1]];
-        query[..2].copy_from_slice(&new_id.to_be_bytes());
+        let client_id = replace_id(&mut query, new_id);
         let out = match send(addr, &query, retry).await {
             Ok(s) => s,
             Err(e) => return End::error("session failed".into(), io_text(&e)),
@@ -152,13 +180,10 @@ async fn session(
         reg.touch();
         // relay_dns_validate on the session's own socket: anything but an answer
         // carrying our ID ends the session.
-        let Some(a) = answer.get_mut(..n).filter(|a| a.len() >= HEADER) else {
-            return End::ok("invalid response");
-        };
-        if a[..2] != new_id.to_be_bytes() {
+        let a = answer.get_mut(..n).unwrap_or_default();
+        if !restore_id(a, new_id, client_id) {
             return End::ok("invalid response");
         }
-        a[..2].copy_from_slice(&client_id);
         match socket.send_to(a, peer).await {
             Ok(_) => End::ok("session closed"),
             Err(e) => End::error("response failed".into(), io_text(&e)),

@@ -29,6 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+mod response;
+
 const READ: usize = 16 * 1024;
 
 /// A block verdict (or options relayd could not apply): `relay_abort_http(con, 403,
@@ -375,12 +377,15 @@ impl<'a> Session<'a> {
                     }
                 }
             };
-            if let Err(e) = http::websocket(&head, self.proto.http.websockets) {
-                return Stop::Abort {
-                    err: e,
-                    label: false,
-                };
-            }
+            let upgrade = match http::websocket(&head, self.proto.http.websockets) {
+                Ok(u) => u,
+                Err(e) => {
+                    return Stop::Abort {
+                        err: e,
+                        label: false,
+                    }
+                }
+            };
             ccarry = framing.next;
             // The backend: connected late, reconnected when the request's table changes.
             if self.backend.is_none() || self.filter.table != self.backend_table {
@@ -402,115 +407,17 @@ impl<'a> Session<'a> {
             {
                 return stop;
             }
-            // The response.
-            rreader.restart_response(limit, method, scarry);
-            let parsed = loop {
-                match rreader.read(server.data(), &mut head) {
-                    Ok(Parsed::Incomplete) => {}
-                    Ok(p) => break p,
-                    Err(mut e) => {
-                        if e.status == 400 {
-                            e.status = 502;
-                        }
-                        return Stop::Abort {
-                            err: e,
-                            label: false,
-                        };
-                    }
-                }
-                match server.fill(self.idle).await {
-                    Ok(0) => return Stop::Done,
-                    Ok(_) => {}
-                    Err(e) => return io_stop(&e),
-                }
+            // The response (interim ones first), or the switch to a tunnel.
+            let asked = response::Asked {
+                method,
+                upgrade,
+                http10: head.minor == 0,
             };
-            let Parsed::Complete {
-                head_len,
-                version,
-                code,
-            } = parsed
-            else {
-                return Stop::Done;
-            };
-            self.version.clear();
-            self.version.extend_from_slice(version.of(server.data()));
-            self.code.clear();
-            self.code.extend_from_slice(code.of(server.data()));
-            server.consume(head_len);
-            head.direction = Some(Direction::Response);
-            let backend_ip = self.backend.as_ref().map(|(_, a)| *a);
-            head.client = Some(self.peer.ip());
-            head.backend = backend_ip.map(|a| a.ip());
-            let outcome = evaluate(&self.proto.rules, &head, &mut self.filter, &mut self.queued);
-            let ctx = MacroContext {
-                remote_addr: backend_ip.map(|a| a.ip()),
-                remote_port: backend_ip.map_or(0, |a| a.port()),
-                server_addr: ip,
-                server_port: port,
-                timeout_secs: self.idle.as_secs() as i64,
-            };
-            let label = apply::label_text(self.filter.label, &self.w.shared.plan.labels);
-            let applied = apply::apply(
-                &self.proto.rules,
-                Actions::of(&outcome, &self.queued, false),
-                &mut head,
-                &ctx,
-                label,
-                &mut self.log,
-                None,
-            );
-            if outcome.verdict == Verdict::Block || applied.is_err() {
-                return Stop::Abort {
-                    err: FORBIDDEN,
-                    label: true,
-                };
-            }
-            let upgrade = match http::websocket(&head, self.proto.http.websockets) {
-                Ok(u) => u,
-                Err(e) => {
-                    return Stop::Abort {
-                        err: e,
-                        label: false,
-                    }
-                }
-            };
-            let rframing = match http::response_body(method, &head, scarry, upgrade) {
-                Ok(f) => f,
-                Err(e) => {
-                    return Stop::Abort {
-                        err: e,
-                        label: false,
-                    }
-                }
-            };
-            scarry = rframing.next;
-            if rframing.drop_content_length {
-                head.headers
-                    .retain(|(n, _)| !n.eq_ignore_ascii_case(b"Content-Length"));
-            }
-            let close = http::needs_connection_close(&head, &rframing, upgrade);
-            if close {
-                head.headers
-                    .push((b"Connection".to_vec(), b"close".to_vec()));
-            }
-            let Some((server, _)) = self.backend.as_mut() else {
-                return Stop::Done;
-            };
-            self.out.clear();
-            http::write_head_verbatim(&head, &self.version, &self.code, &mut self.out);
-            if upgrade {
-                if let Err(e) = client.stream.send(&self.out).await {
-                    return io_stop(&e);
-                }
-                return raw(client, server, self.idle).await;
-            }
-            if let Err(stop) =
-                forward_body(server, client, &mut self.out, rframing.body, self.idle).await
+            if let Err(stop) = self
+                .respond(client, &mut head, &mut rreader, asked, &mut scarry)
+                .await
             {
                 return stop;
-            }
-            if rframing.body == Body::UntilClose || close {
-                return Stop::Done;
             }
         }
     }

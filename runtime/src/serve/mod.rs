@@ -13,15 +13,17 @@
 //! What is served today: TCP relays (the default protocol and `tcp protocol`s), HTTP
 //! relays (`http protocol`s, with their filter rules) and DNS relays (`dns protocol`s,
 //! over UDP: `dns.rs`) forwarding to an address or to tables, with TLS on either side
-//! (`crate::tls`). Plans that need more (NAT lookup, transparent forwarding, redirects,
-//! routers) are refused at start with a sentence saying which relay needs what, rather
-//! than served wrongly.
+//! (`crate::tls`). Redirects and routers go through the privileged helper
+//! (`crate::redirect::pfe`, started before privileges are dropped; the rules go at
+//! SIGTERM, before sessions are waited for). Plans that need more (NAT lookup,
+//! transparent forwarding) are refused at start with a sentence saying which relay
+//! needs what, rather than served wrongly.
 
-mod dns;
+pub(crate) mod dns;
 mod http;
 mod listen;
 mod minttl;
-mod pool;
+pub(crate) mod pool;
 pub mod reload;
 mod session;
 mod splice;
@@ -79,12 +81,6 @@ pub fn servable(plan: &Plan) -> Result<(), ServeError> {
             }
         }
     }
-    if plan.redirects.iter().any(|r| !r.disabled) {
-        missing.push("the plan has redirects".into());
-    }
-    if plan.routers.iter().any(|r| !r.disabled) {
-        missing.push("the plan has routers".into());
-    }
     if missing.is_empty() {
         Ok(())
     } else {
@@ -125,6 +121,16 @@ pub fn serve(plan: Plan, opts: &Options) -> Result<(), ServeError> {
         sockets.push(listen::bind_all(&plan)?);
     }
     let socket = control_socket(opts.socket.as_deref(), &plan.globals.socket)?;
+    // Redirects and routers: the privileged helper, started while this process still
+    // has the capabilities it keeps (CAP_NET_ADMIN alone), with the table in place.
+    // Dropped on any early return, it removes what it made.
+    let network = if crate::redirect::pfe::needed(&plan) {
+        let net = crate::redirect::pfe::Network::start(&plan, &opts.privileges)
+            .map_err(ServeError::Start)?;
+        Some(Arc::new(net))
+    } else {
+        None
+    };
     // Every socket is bound and no thread runs yet (capabilities are per thread).
     opts.privileges
         .apply()
@@ -158,15 +164,21 @@ pub fn serve(plan: Plan, opts: &Options) -> Result<(), ServeError> {
         health_tx.clone(),
         crate::bind::Root::default(),
         opts.signer.clone(),
-    );
+    )
+    .with_network(network.clone());
     let ctl = control::server::Control {
         current,
         reloader: Arc::new(reloader),
         health: health_tx,
         workers: queries,
         stop: Arc::new(tokio::sync::Notify::new()),
+        network: network.clone(),
     };
     let waited = wait_for_signal(Arc::clone(&shared), health_rx, ctl, socket);
+    // Redirected traffic does not wait for sessions to finish: the rules go first.
+    if let Some(net) = &network {
+        net.shutdown();
+    }
     crate::notify::stopping();
     let _ = stop_tx.send(true);
     for t in threads {
@@ -215,6 +227,7 @@ fn wait_for_signal(
         .map_err(|e| ServeError::Start(e.to_string()))?;
     let stop = Arc::clone(&ctl.stop);
     let reloader = Arc::clone(&ctl.reloader);
+    let network = ctl.network.clone().map(|n| (n, Arc::clone(&ctl.current)));
     let ctl = Arc::new(ctl);
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
@@ -250,7 +263,16 @@ fn wait_for_signal(
                 None => std::future::pending().await,
             }
         };
+        let pfe = async {
+            match network {
+                Some((net, current)) => {
+                    crate::redirect::pfe::run(net, current, log::foreground()).await
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = pfe => {}
             _ = term.recv() => {}
             _ = int.recv() => {}
             _ = stop.notified() => {}

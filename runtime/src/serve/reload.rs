@@ -2,7 +2,8 @@
 //!
 //! Everything that can fail happens before anything changes: the plan's public part is
 //! loaded and validated (this process never reads a keys section), its late facts bound
-//! ([`crate::bind`]), its needs checked ([`servable`]), its TLS built against the keys
+//! ([`crate::bind`]), its needs checked ([`servable`], and its redirects and routers
+//! against the privileged helper relayd-run started with), its TLS built against the keys
 //! the signer process holds, its `prefork` compared, and every worker's socket for a
 //! listener the running plan lacks is bound. Then the health loop takes the new plan
 //! over (hosts it keeps keep their state, see `health::run`), the plan is swapped into
@@ -62,6 +63,9 @@ pub struct Reloader {
     root: Root,
     /// The signer process started with the first plan: new plans sign with its keys.
     signer: Option<Signer>,
+    /// The privileged helper started with the first plan, if it had redirects or
+    /// routers: new plans' rules and routes go through it, within its remit.
+    network: Option<Arc<crate::redirect::pfe::Network>>,
 }
 
 impl Reloader {
@@ -80,6 +84,29 @@ impl Reloader {
             health,
             root,
             signer,
+            network: None,
+        }
+    }
+
+    /// Reloads go through `network` for redirects and routers.
+    pub fn with_network(mut self, network: Option<Arc<crate::redirect::pfe::Network>>) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// Whether the running helper (or its absence) can serve `plan`'s redirects and
+    /// routers: one started for no plan's cannot appear later, and its routes are those
+    /// of the plan relayd-run started with.
+    fn network_allows(&self, plan: &Plan) -> Result<(), String> {
+        match &self.network {
+            _ if !crate::redirect::pfe::needed(plan) => Ok(()),
+            None => Err(
+                "the plan has redirects or routers, which need the privileged \
+                 helper that relayd-run starts only for a plan that has them: restart \
+                 relayd-run to serve it"
+                    .into(),
+            ),
+            Some(net) => net.allows(plan),
         }
     }
 
@@ -128,6 +155,7 @@ impl Reloader {
                 .await
                 .map_err(|e| e.to_string())??
         };
+        self.network_allows(&plan)?;
         let (was, is) = (old.plan.globals.prefork.max(1), plan.globals.prefork.max(1));
         if was != is {
             return Err(format!(

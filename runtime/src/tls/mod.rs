@@ -88,7 +88,8 @@ pub fn build(plan: &Plan, keys: KeySource<'_>) -> Result<PlanTls, String> {
             None
         };
         // relayd inspects when the relay is both a TLS server and a TLS client and the
-        // protocol has a CA (parse.y sets F_TLSINSPECT on exactly that).
+        // protocol has a CA (relayd.c's parent_configure sets F_TLSINSPECT on exactly
+        // that).
         let inspect = match (listens, forwards, settings.inspection_ca) {
             (true, true, Some(ca)) => {
                 Some(mint::Inspect::new(plan, r, ca, keys, &base).map_err(fail)?)
