@@ -19,7 +19,15 @@
 //! * lists that table's counters (`show redirects` statistics);
 //! * replaces or deletes a route with `ip route`, if the routers of the plan relayd-run
 //!   started with name it ([`Remit`], sent once, before the relay process drops its
-//!   privileges, and fixed from then on).
+//!   privileges, and fixed from then on);
+//! * for `transparent forward`, relayd's IMSG_BINDANY: a TCP socket with IP_TRANSPARENT,
+//!   bound to a client's address (port 0), passed back over SCM_RIGHTS. Only a helper
+//!   whose first message asked for bindany channels does this (the relay process asks
+//!   when its plan has transparent forwards, before it drops its privileges): it makes
+//!   that many socketpairs, one per relay thread, hands their other ends back with its
+//!   first answer, and serves each on a thread of its own in a fixed binary format
+//!   ([`bindany_request`], [`bindany_answer`]). It binds nothing but unicast addresses,
+//!   never a chosen port, and sends back the socket, never data.
 //!
 //! Anything else is refused with a sentence. The messages are JSON, framed by a
 //! little-endian `u32` length and carrying the protocol version `v`; the first is the
@@ -39,9 +47,10 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::IpAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -62,12 +71,35 @@ const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// stuck, and the caller says so rather than waiting forever.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// More bindany channels than relay threads can exist (`prefork` is at most 32), and
+/// fewer than one message can carry (SCM_MAX_FD is 253).
+pub const MAX_BINDANY: u32 = 64;
+
+/// A bindany request: version, address family (4 or 6), two reserved bytes, the
+/// request's id (u32, little-endian), the address (an IPv4 address in the first four of
+/// its sixteen bytes).
+pub const BINDANY_REQUEST: usize = 24;
+
+/// A bindany answer: version, status ([`BINDANY_OK`], [`BINDANY_REFUSED`] or
+/// [`BINDANY_FAILED`]), two reserved bytes, the request's id, errno (u32,
+/// little-endian; the failed call's). With `BINDANY_OK` the socket rides along.
+pub const BINDANY_ANSWER: usize = 12;
+
+pub const BINDANY_OK: u8 = 0;
+pub const BINDANY_REFUSED: u8 = 1;
+pub const BINDANY_FAILED: u8 = 2;
+
 /// What the relay process asks for.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    /// The first message: what routes the helper may make.
-    Hello { remit: Remit },
+    /// The first message: what routes the helper may make, and how many bindany
+    /// channels it is to open (the plan's transparent forwards need them).
+    Hello {
+        remit: Remit,
+        #[serde(default)]
+        bindany: u32,
+    },
     /// Apply a batch to the `inet relayd` table.
     Nft { batch: Nftables<'static> },
     /// The table's counters.
@@ -136,6 +168,9 @@ pub struct Options {
     pub program: PathBuf,
     /// Who the child becomes (the relay process's target; CAP_NET_ADMIN kept).
     pub privileges: Privileges,
+    /// How many bindany channels to ask for (one per relay thread; none without
+    /// transparent forwards). At most [`MAX_BINDANY`].
+    pub bindany: u32,
 }
 
 impl Default for Options {
@@ -143,6 +178,7 @@ impl Default for Options {
         Options {
             program: PathBuf::from("/proc/self/exe"),
             privileges: Privileges::keep(),
+            bindany: 0,
         }
     }
 }
@@ -152,6 +188,8 @@ pub struct Helper {
     stream: Mutex<Option<UnixStream>>,
     child: Mutex<Option<Child>>,
     pid: u32,
+    /// The bindany channels the first answer brought, until taken.
+    bindany: Mutex<Vec<UnixStream>>,
 }
 
 impl fmt::Debug for Helper {
@@ -190,11 +228,42 @@ impl Helper {
             stream: Mutex::new(Some(ours)),
             child: Mutex::new(Some(child)),
             pid,
+            bindany: Mutex::new(Vec::new()),
         };
         set.map_err(|e| HelperError::Spawn(e.to_string()))?;
-        match helper.call(&Request::Hello { remit })? {
-            Answer::Ready => Ok(helper),
+        if opts.bindany > MAX_BINDANY {
+            return Err(HelperError::Spawn(format!(
+                "{} bindany channels asked for, at most {MAX_BINDANY}",
+                opts.bindany
+            )));
+        }
+        let hello = Request::Hello {
+            remit,
+            bindany: opts.bindany,
+        };
+        let (answer, fds) = helper.exchange(&hello, opts.bindany as usize)?;
+        match answer {
+            Answer::Ready if fds.len() == opts.bindany as usize => {
+                if let Ok(mut b) = helper.bindany.lock() {
+                    *b = fds.into_iter().map(UnixStream::from).collect();
+                }
+                Ok(helper)
+            }
+            Answer::Ready => Err(HelperError::Io(format!(
+                "{} bindany channels asked for, {} received",
+                opts.bindany,
+                fds.len()
+            ))),
             other => Err(HelperError::Io(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// The bindany channels ([`Options::bindany`]), once: each is for one relay
+    /// thread, which sends [`bindany_request`]s and reads [`bindany_answer`]s on it.
+    pub fn take_bindany(&self) -> Vec<UnixStream> {
+        match self.bindany.lock() {
+            Ok(mut b) => std::mem::take(&mut *b),
+            Err(_) => Vec::new(),
         }
     }
 
@@ -233,6 +302,15 @@ impl Helper {
     /// One request, one answer. An error of the exchange itself closes the connection,
     /// which ends the helper (it cleans up as it goes): the two are out of step.
     fn call(&self, request: &Request) -> Result<Answer, HelperError> {
+        self.exchange(request, 0).map(|(a, _)| a)
+    }
+
+    /// [`Helper::call`], taking up to `fds` descriptors that come with the answer.
+    fn exchange(
+        &self,
+        request: &Request,
+        fds: usize,
+    ) -> Result<(Answer, Vec<OwnedFd>), HelperError> {
         let mut guard = self
             .stream
             .lock()
@@ -245,10 +323,10 @@ impl Helper {
             body: request,
         })
         .map_err(|e| HelperError::Io(e.to_string()))?;
-        let got = write_frame(stream, &body).and_then(|()| read_frame(stream));
-        let frame = match got {
-            Ok(Some(f)) => f,
-            Ok(None) => {
+        let got = write_frame(stream, &body).and_then(|()| read_frame_with_fds(stream, fds));
+        let (frame, fds) = match got {
+            Ok((Some(f), fds)) => (f, fds),
+            Ok((None, _)) => {
                 *guard = None;
                 return Err(HelperError::Io("the helper exited".into()));
             }
@@ -274,7 +352,7 @@ impl Helper {
         match answer.body {
             Answer::Refused { why } => Err(HelperError::Refused(why)),
             Answer::Failed { why } => Err(HelperError::Failed(why)),
-            a => Ok(a),
+            a => Ok((a, fds)),
         }
     }
 }
@@ -344,6 +422,225 @@ fn read_frame(s: &mut UnixStream) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(body))
 }
 
+/// [`read_frame`], keeping up to `max` descriptors that came with the frame's first
+/// bytes (the sender attaches them to the whole frame).
+fn read_frame_with_fds(
+    s: &mut UnixStream,
+    max: usize,
+) -> io::Result<(Option<Vec<u8>>, Vec<OwnedFd>)> {
+    if max == 0 {
+        return read_frame(s).map(|f| (f, Vec::new()));
+    }
+    let mut len = [0u8; 4];
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(max))];
+    let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let got = loop {
+        match rustix::net::recvmsg(
+            &*s,
+            &mut [IoSliceMut::new(&mut len)],
+            &mut control,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Err(rustix::io::Errno::INTR) => {}
+            r => break r.map_err(io::Error::from)?,
+        }
+    };
+    let fds: Vec<OwnedFd> = control
+        .drain()
+        .flat_map(|m| match m {
+            rustix::net::RecvAncillaryMessage::ScmRights(fds) => fds.collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    if got.bytes == 0 {
+        return Ok((None, fds));
+    }
+    if got.bytes < len.len() {
+        s.read_exact(len.get_mut(got.bytes..).unwrap_or_default())?;
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "message too long",
+        ));
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    Ok((Some(body), fds))
+}
+
+/// [`write_frame`] with `fds` attached to its first bytes.
+fn write_frame_with_fds(s: &mut UnixStream, body: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.is_empty() {
+        return write_frame(s, body);
+    }
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|n| (*n as usize) <= MAX_FRAME)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "message too long"))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(body);
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    if !control.push(rustix::net::SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("ancillary buffer too small"));
+    }
+    let sent = loop {
+        match rustix::net::sendmsg(
+            &*s,
+            &[IoSlice::new(&frame)],
+            &mut control,
+            rustix::net::SendFlags::NOSIGNAL,
+        ) {
+            Err(rustix::io::Errno::INTR) => {}
+            r => break r.map_err(io::Error::from)?,
+        }
+    };
+    s.write_all(frame.get(sent..).unwrap_or_default())
+}
+
+// ---------------------------------------------------------------------------------------
+// Bindany
+// ---------------------------------------------------------------------------------------
+
+/// The request for a socket bound to `ip` (port 0), numbered `id`.
+pub fn bindany_request(id: u32, ip: IpAddr) -> [u8; BINDANY_REQUEST] {
+    let mut r = [0u8; BINDANY_REQUEST];
+    r[0] = VERSION as u8;
+    r[4..8].copy_from_slice(&id.to_le_bytes());
+    match ip {
+        IpAddr::V4(a) => {
+            r[1] = 4;
+            r[8..12].copy_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            r[1] = 6;
+            r[8..24].copy_from_slice(&a.octets());
+        }
+    }
+    r
+}
+
+/// A request's id and address, or its id (0 if unreadable) and why it is refused.
+fn parse_bindany_request(r: &[u8; BINDANY_REQUEST]) -> Result<(u32, IpAddr), (u32, String)> {
+    let id = u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
+    if u32::from(r[0]) != VERSION {
+        return Err((id, format!("version {}, this helper {VERSION}", r[0])));
+    }
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&r[8..24]);
+    let ip = match r[1] {
+        4 => IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+        6 => IpAddr::V6(Ipv6Addr::from(a)),
+        f => return Err((id, format!("address family {f}"))),
+    };
+    let unicast = match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    };
+    if !unicast {
+        return Err((id, format!("{ip} is not a unicast address")));
+    }
+    Ok((id, ip))
+}
+
+fn bindany_reply(id: u32, status: u8, errno: u32) -> [u8; BINDANY_ANSWER] {
+    let mut a = [0u8; BINDANY_ANSWER];
+    a[0] = VERSION as u8;
+    a[1] = status;
+    a[4..8].copy_from_slice(&id.to_le_bytes());
+    a[8..12].copy_from_slice(&errno.to_le_bytes());
+    a
+}
+
+/// An answer's request id and outcome: `Ok` when the socket came with it.
+pub fn bindany_answer(a: &[u8; BINDANY_ANSWER]) -> (u32, io::Result<()>) {
+    let id = u32::from_le_bytes([a[4], a[5], a[6], a[7]]);
+    let errno = u32::from_le_bytes([a[8], a[9], a[10], a[11]]);
+    let result = match (u32::from(a[0]) == VERSION, a[1]) {
+        (false, _) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the helper speaks version {}, this relay process {VERSION}",
+                a[0]
+            ),
+        )),
+        (true, BINDANY_OK) => Ok(()),
+        (true, BINDANY_FAILED) => Err(io::Error::from_raw_os_error(
+            i32::try_from(errno).unwrap_or(libc::EIO),
+        )),
+        (true, _) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the privileged helper refused the address",
+        )),
+    };
+    (id, result)
+}
+
+/// What relayd's parent does for IMSG_BINDANY: a TCP socket that may use a foreign
+/// address (IP_TRANSPARENT, Linux's SO_BINDANY), bound to `ip`, port 0.
+fn bind_any(ip: IpAddr) -> io::Result<OwnedFd> {
+    let at = SocketAddr::new(ip, 0);
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(at),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_ip_transparent(true)?;
+    s.bind(&at.into())?;
+    Ok(s.into())
+}
+
+/// Answers one relay thread's bindany requests until its end closes.
+fn serve_bindany(mut s: UnixStream) {
+    let mut req = [0u8; BINDANY_REQUEST];
+    while s.read_exact(&mut req).is_ok() {
+        let sent = match parse_bindany_request(&req) {
+            Ok((id, ip)) => match bind_any(ip) {
+                // The relay process gets its own copy; this one closes on return.
+                Ok(fd) => send_with_fd(&s, &bindany_reply(id, BINDANY_OK, 0), fd.as_fd()),
+                Err(e) => {
+                    let errno = e.raw_os_error().and_then(|n| u32::try_from(n).ok());
+                    let errno = errno.unwrap_or(libc::EIO as u32);
+                    s.write_all(&bindany_reply(id, BINDANY_FAILED, errno))
+                }
+            },
+            Err((id, why)) => {
+                eprintln!("relayd-run: helper: bindany refused: {why}");
+                s.write_all(&bindany_reply(id, BINDANY_REFUSED, 0))
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// `bytes` with `fd` attached.
+fn send_with_fd(s: &UnixStream, bytes: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
+    let fds = [fd];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    if !control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(io::Error::other("ancillary buffer too small"));
+    }
+    let sent = loop {
+        match rustix::net::sendmsg(
+            s,
+            &[IoSlice::new(bytes)],
+            &mut control,
+            rustix::net::SendFlags::NOSIGNAL,
+        ) {
+            Err(rustix::io::Errno::INTR) => {}
+            r => break r.map_err(io::Error::from)?,
+        }
+    };
+    let mut s = s;
+    s.write_all(bytes.get(sent..).unwrap_or_default())
+}
+
 // ---------------------------------------------------------------------------------------
 // The child
 // ---------------------------------------------------------------------------------------
@@ -379,21 +676,44 @@ pub fn child_main(args: &[String]) -> i32 {
             Ok(()),
             Ok(()),
             Some(Envelope {
-                body: Request::Hello { remit },
+                body: Request::Hello { remit, bindany },
                 ..
             }),
-        ) => Ok(remit),
-        (Ok(()), Ok(()), _) => Err("the first message must be the remit".into()),
+        ) if bindany <= MAX_BINDANY => Ok((remit, bindany)),
+        (Ok(()), Ok(()), Some(_)) => Err(format!(
+            "the first message must be the remit, with at most {MAX_BINDANY} bindany channels"
+        )),
+        (Ok(()), Ok(()), None) => Err("the first message must be the remit".into()),
     };
-    let remit = match remit {
+    let channels = remit.and_then(|(remit, n)| {
+        let pairs = (0..n)
+            .map(|_| UnixStream::pair())
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| format!("cannot make the bindany channels: {e}"))?;
+        Ok((remit, pairs))
+    });
+    let (remit, pairs) = match channels {
         Ok(r) => r,
         Err(why) => {
             let _ = answer(&mut ctl, &Answer::Refused { why });
             return 1;
         }
     };
-    if answer(&mut ctl, &Answer::Ready).is_err() {
+    let theirs: Vec<BorrowedFd<'_>> = pairs.iter().map(|(_, t)| t.as_fd()).collect();
+    if answer_with_fds(&mut ctl, &Answer::Ready, &theirs).is_err() {
         return 1;
+    }
+    drop(theirs);
+    // Threads made now inherit the capability set this thread was reduced to.
+    for (n, (ours, theirs)) in pairs.into_iter().enumerate() {
+        // The relay process holds the other end now; ours closing is its end of file.
+        drop(theirs);
+        let spawned = std::thread::Builder::new()
+            .name(format!("bindany {n}"))
+            .spawn(move || serve_bindany(ours));
+        if let Err(e) = spawned {
+            eprintln!("relayd-run: helper: cannot serve bindany channel {n}: {e}");
+        }
     }
     let mut state = Worker {
         remit,
@@ -412,12 +732,16 @@ pub fn child_main(args: &[String]) -> i32 {
 }
 
 fn answer(s: &mut UnixStream, a: &Answer) -> io::Result<()> {
+    answer_with_fds(s, a, &[])
+}
+
+fn answer_with_fds(s: &mut UnixStream, a: &Answer, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let body = serde_json::to_vec(&Envelope {
         v: VERSION,
         body: a,
     })
     .map_err(io::Error::other)?;
-    write_frame(s, &body)
+    write_frame_with_fds(s, &body, fds)
 }
 
 /// Registers handlers for the signals a terminal or a service manager sends the whole
@@ -804,6 +1128,7 @@ mod tests {
         assert!(matches!(w.handle(&req(&foreign)), Answer::Refused { .. }));
         let hello = Request::Hello {
             remit: Remit::default(),
+            bindany: 0,
         };
         assert!(matches!(w.handle(&req(&hello)), Answer::Refused { .. }));
         let old = serde_json::to_vec(&Envelope {
@@ -820,6 +1145,80 @@ mod tests {
             Answer::Refused { .. }
         ));
         assert!(w.routes.is_empty() && !w.table);
+    }
+
+    #[test]
+    fn bindany_messages_round_trip_and_refuse_what_is_not_unicast() {
+        for ip in ["10.1.2.3", "fd00::1", "127.0.0.1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(parse_bindany_request(&bindany_request(7, ip)), Ok((7, ip)));
+        }
+        for ip in ["0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255"] {
+            let r = bindany_request(9, ip.parse().unwrap());
+            let (id, why) = parse_bindany_request(&r).unwrap_err();
+            assert_eq!(id, 9);
+            assert!(why.contains("not a unicast address"), "{why}");
+        }
+        let mut r = bindany_request(3, "10.0.0.1".parse().unwrap());
+        r[1] = 5;
+        assert!(parse_bindany_request(&r).unwrap_err().1.contains("family"));
+        r[0] = 9;
+        assert!(parse_bindany_request(&r).unwrap_err().1.contains("version"));
+        assert_eq!(bindany_answer(&bindany_reply(4, BINDANY_OK, 0)).0, 4);
+        assert!(bindany_answer(&bindany_reply(4, BINDANY_OK, 0)).1.is_ok());
+        let (id, e) = bindany_answer(&bindany_reply(5, BINDANY_FAILED, 99));
+        assert_eq!((id, e.unwrap_err().raw_os_error()), (5, Some(99)));
+        let e = bindany_answer(&bindany_reply(6, BINDANY_REFUSED, 0)).1;
+        assert_eq!(e.unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn a_bindany_channel_answers_each_request_in_turn() {
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let server = std::thread::spawn(move || serve_bindany(theirs));
+        ours.write_all(&bindany_request(1, "224.0.0.1".parse().unwrap()))
+            .unwrap();
+        ours.write_all(&bindany_request(2, "127.0.0.1".parse().unwrap()))
+            .unwrap();
+        let mut a = [0u8; BINDANY_ANSWER];
+        ours.read_exact(&mut a).unwrap();
+        assert_eq!(a[1], BINDANY_REFUSED);
+        assert_eq!(bindany_answer(&a).0, 1);
+        let (frame, fds) = {
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+            let got = rustix::net::recvmsg(
+                &ours,
+                &mut [IoSliceMut::new(&mut a)],
+                &mut control,
+                rustix::net::RecvFlags::CMSG_CLOEXEC,
+            )
+            .unwrap();
+            let fds: Vec<OwnedFd> = control
+                .drain()
+                .flat_map(|m| match m {
+                    rustix::net::RecvAncillaryMessage::ScmRights(f) => f.collect(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            (got.bytes, fds)
+        };
+        assert_eq!(frame, BINDANY_ANSWER);
+        let (id, made) = bindany_answer(&a);
+        assert_eq!(id, 2);
+        match made {
+            // With CAP_NET_ADMIN (the tests run as root): a socket bound to the address.
+            Ok(()) => {
+                let s = socket2::Socket::from(fds.into_iter().next().unwrap());
+                let at = s.local_addr().unwrap().as_socket().unwrap();
+                assert_eq!(at.ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
+                assert!(s.ip_transparent().unwrap());
+            }
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM)),
+        }
+        drop(ours);
+        server.join().unwrap();
     }
 
     #[test]

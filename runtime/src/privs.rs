@@ -21,9 +21,11 @@
 //! the capability, not a socket, is what is kept. Where the sysctl admits the user,
 //! nothing is kept and the checks use ping sockets.
 //!
-//! CAP_NET_ADMIN, which nftables rules and routes need, is never kept by the relay
-//! process: only the privileged helper (`crate::helper`) holds it, and nothing else
-//! ([`Privileges::drop_to_net_admin`]).
+//! CAP_NET_ADMIN, which nftables rules, routes and the sockets of transparent forwards
+//! (IP_TRANSPARENT) need, is never kept by the relay process: only the privileged helper
+//! (`crate::helper`) holds it, and nothing else ([`Privileges::drop_to_net_admin`]). The
+//! listeners of relays that forward to the destination get IP_TRANSPARENT while the
+//! process still has it, before the drop.
 
 use nix::unistd::{Gid, Uid, User};
 use relaydc_spec::plan::{Check, Plan};
@@ -95,8 +97,9 @@ impl fmt::Display for PrivError {
             ),
             PrivError::Missing(cap) => write!(
                 f,
-                "redirects and routers need {cap} (nftables rules and routes): start \
-                 relayd-run as root, or give it {cap}"
+                "redirects, routers and transparent forwards need {cap} (nftables rules, \
+                 routes, sockets bound to clients' addresses): start relayd-run as root, \
+                 or give it {cap}"
             ),
         }
     }

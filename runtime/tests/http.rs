@@ -583,3 +583,51 @@ fn options_rewrite_paths_cookies_and_use_runtime_macros() {
     assert!(!head.contains("X-Secret"), "{head}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_backend_that_closes_ends_the_session() {
+    let dir = temp_dir("backend-closes");
+    // A backend that answers once, says `Connection: close`, and closes.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let bport = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    let port = free_port();
+    let conf = dir.join("r.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "log connection\nhttp protocol \"web\" {{ return error }}\n\
+             relay \"web\" {{\n\tlisten on 127.0.0.1 port {port}\n\tprotocol \"web\"\n\tforward to 127.0.0.1 port {bport}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let plan = dir.join("plan.bin");
+    compile(&conf, &[], &plan);
+    let relay = Relay::start(&plan, &[]);
+    let mut c = connect_when_ready(port);
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // A keep-alive request: the client would wait for more, but the relay closes as
+    // relayd does once the server has closed.
+    c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got)
+        .expect("the relay closes the client's connection, not the idle timeout");
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.starts_with("HTTP/1.1 200 OK\r\n") && got.ends_with("ok"),
+        "{got}"
+    );
+    relay.wait_log("the close line", |l| {
+        l.contains("relay web, session 1") && l.contains(", done")
+    });
+    let (code, log) = relay.terminate();
+    assert_eq!(code, 0, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

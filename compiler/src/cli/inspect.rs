@@ -234,7 +234,7 @@ fn dump(s: &mut String, p: &Plan) {
             check(&t.check),
             t.timeout_ms,
             if t.skip > 0 {
-                format!(", checked every {} ticks", t.skip + 2)
+                format!(", checked every {} ticks", u64::from(t.skip) + 2)
             } else {
                 String::new()
             },

@@ -8,7 +8,8 @@
 //! does them (`session::tls_accept` and friends) and the rest reads and writes a
 //! [`Stream`] whichever it is.
 
-use super::pool::{self, Choice};
+use super::origin::{self, Origin};
+use super::pool::Choice;
 use super::session::{errno_text, io_text, tune, At, End, Sides};
 use super::worker::Worker;
 use crate::control::registry::Registered;
@@ -128,6 +129,8 @@ struct Session<'a> {
     backend_table: Option<u32>,
     /// `forward with tls`: backends are spoken to over TLS.
     connector: Option<&'a TlsConnector>,
+    /// A destination the connection named, and `transparent forward`'s source.
+    origin: Origin,
     id: u32,
     /// The session's entry in the worker's registry (`relayctl show sessions`).
     reg: Registered<'a>,
@@ -169,11 +172,24 @@ pub async fn run(
         tried: None,
         backend_table: None,
         connector: None,
+        origin: Origin::default(),
         id,
         reg: w.registry.open(relay, listener, id, peer),
         out: Vec::with_capacity(1024),
         version: Vec::with_capacity(16),
         code: Vec::with_capacity(8),
+    };
+    // relayd finds a destination the connection names when it accepts it, before TLS.
+    let found = origin::of(plan, relay, listener, &client, peer, id);
+    let sides = match found {
+        Ok(o) => {
+            s.origin = o;
+            sides
+        }
+        Err((tried, end)) => {
+            s.tried = tried;
+            Err(end)
+        }
     };
     let end = match sides {
         Ok(sides) => match s.open(client, sides).await {
@@ -425,7 +441,7 @@ impl<'a> Session<'a> {
     async fn connect(&mut self) -> Result<(), Stop> {
         let choice = {
             let mut pools = self.w.pools.borrow_mut();
-            pool::choose(
+            self.origin.choose(
                 &self.w.shared,
                 &mut pools,
                 self.relay,
@@ -441,7 +457,14 @@ impl<'a> Session<'a> {
                 error: errno_text(0),
             });
         };
-        let connected = match super::session::connect(addr, retry, self.idle, &self.proto.tcp).await
+        let connected = match super::session::connect(
+            addr,
+            retry,
+            self.idle,
+            &self.proto.tcp,
+            self.origin.source,
+        )
+        .await
         {
             Ok(s) => match self.connector {
                 Some(c) => {
@@ -456,7 +479,10 @@ impl<'a> Session<'a> {
                 }
                 None => Ok(Stream::Tcp(s)),
             },
-            Err(e) => Err(("session failed".to_string(), io_text(&e))),
+            Err(e) => {
+                let end = origin::connect_failure(&e);
+                Err((end.msg, end.error.unwrap_or_default()))
+            }
         };
         match connected {
             Ok(s) => {

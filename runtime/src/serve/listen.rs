@@ -1,16 +1,22 @@
 //! Listening sockets: one per relay listener per worker, all with SO_REUSEPORT so the
-//! kernel spreads connections over the workers without a shared accept lock.
+//! kernel spreads connections over the workers without a shared accept lock. Relays
+//! that forward to the destination listen with IP_TRANSPARENT, without which TPROXY
+//! hands them nothing; setting it needs CAP_NET_ADMIN, which the process has only until
+//! it drops its privileges, so such a listener is bound at start (a reload cannot add
+//! one).
 
 use super::ServeError;
 use relaydc_spec::plan::{Address, Plan, ProtocolKind, TcpOptions};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 
-/// Where a relay listens: an address, over TCP or (dns relays) UDP.
+/// Where a relay listens: an address, over TCP or (dns relays) UDP, with IP_TRANSPARENT
+/// or not (a socket without it cannot serve a relay that needs it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub udp: bool,
+    pub transparent: bool,
 }
 
 /// A bound socket: listening for TCP relays, receiving for DNS relays.
@@ -50,6 +56,8 @@ pub fn wanted(plan: &Plan) -> Result<Vec<Wanted>, ServeError> {
         if r.disabled {
             continue;
         }
+        let udp = is_udp(plan, ri);
+        let transparent = !udp && super::origin::diverts(r);
         for (li, l) in r.listeners.iter().enumerate() {
             let Address::Ip(ip) = l.address else {
                 return Err(ServeError::Bind(format!(
@@ -62,7 +70,8 @@ pub fn wanted(plan: &Plan) -> Result<Vec<Wanted>, ServeError> {
                 listener: li,
                 at: Endpoint {
                     addr: SocketAddr::new(ip, l.port),
-                    udp: is_udp(plan, ri),
+                    udp,
+                    transparent,
                 },
             });
         }
@@ -95,17 +104,19 @@ fn bind_except(plan: &Plan, kept: &[Endpoint], reload: bool) -> Result<Vec<Bound
         let socket = if w.at.udp {
             receive(addr, &tcp).map(Socket2::Udp)
         } else {
-            listen(addr, &tcp).map(Socket2::Tcp)
+            listen(addr, &tcp, w.at.transparent).map(Socket2::Tcp)
         };
         let socket = socket.map_err(|e| {
             // Sockets are bound before privileges are dropped; a reload runs after.
-            let hint =
-                if reload && addr.port() < 1024 && e.kind() == std::io::ErrorKind::PermissionDenied
-                {
-                    "; a port below 1024 can only be added by restarting relayd-run"
-                } else {
-                    ""
-                };
+            let denied = reload && e.kind() == std::io::ErrorKind::PermissionDenied;
+            let hint = if denied && w.at.transparent {
+                "; a listener for forward to destination (IP_TRANSPARENT) can only be added \
+                 by restarting relayd-run"
+            } else if denied && addr.port() < 1024 {
+                "; a port below 1024 can only be added by restarting relayd-run"
+            } else {
+                ""
+            };
             ServeError::Bind(format!("relay {name}: cannot listen on {addr}: {e}{hint}"))
         })?;
         out.push(Bound { at: w.at, socket });
@@ -176,10 +187,14 @@ fn receive(addr: SocketAddr, tcp: &TcpOptions) -> std::io::Result<UdpSocket> {
     Ok(s.into())
 }
 
-fn listen(addr: SocketAddr, tcp: &TcpOptions) -> std::io::Result<TcpListener> {
+fn listen(addr: SocketAddr, tcp: &TcpOptions, transparent: bool) -> std::io::Result<TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
+    if transparent {
+        // IP_TRANSPARENT is IP-level, and Linux applies it to IPv6 sockets too.
+        s.set_ip_transparent(true)?;
+    }
     if addr.is_ipv6() {
         // As on OpenBSD: an IPv6 listener is IPv6 only.
         s.set_only_v6(true)?;

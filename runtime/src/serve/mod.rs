@@ -13,16 +13,19 @@
 //! What is served today: TCP relays (the default protocol and `tcp protocol`s), HTTP
 //! relays (`http protocol`s, with their filter rules) and DNS relays (`dns protocol`s,
 //! over UDP: `dns.rs`) forwarding to an address or to tables, with TLS on either side
-//! (`crate::tls`). Redirects and routers go through the privileged helper
-//! (`crate::redirect::pfe`, started before privileges are dropped; the rules go at
-//! SIGTERM, before sessions are waited for). Plans that need more (NAT lookup,
-//! transparent forwarding) are refused at start with a sentence saying which relay
-//! needs what, rather than served wrongly.
+//! (`crate::tls`); TCP and HTTP relays also to the destination a connection names
+//! (`nat lookup`, `destination`) and transparently (`origin.rs`). Redirects and routers
+//! go through the privileged helper (`crate::redirect::pfe`, started before privileges
+//! are dropped; the rules go at SIGTERM, before sessions are waited for), and so do the
+//! sockets of transparent forwards (a helper of their own). Plans that need more (DNS
+//! relays forwarding to nat lookup, to the destination or transparently) are refused at
+//! start with a sentence saying which relay needs what, rather than served wrongly.
 
 pub(crate) mod dns;
 mod http;
 mod listen;
 mod minttl;
+mod origin;
 pub(crate) mod pool;
 pub mod reload;
 mod session;
@@ -65,22 +68,28 @@ impl fmt::Display for ServeError {
 /// Refuses what this version cannot run faithfully.
 pub fn servable(plan: &Plan) -> Result<(), ServeError> {
     let mut missing = Vec::new();
-    for r in plan.relays.iter().filter(|r| !r.disabled) {
+    // relayd's UDP relays take these paths too; here DNS relays forward to tables and
+    // addresses only.
+    for (i, r) in plan.relays.iter().enumerate() {
+        if r.disabled || !listen::is_udp(plan, i) {
+            continue;
+        }
         for f in &r.forwards {
             match f.target {
                 Target::NatLookup { .. } => {
-                    missing.push(format!("relay {} forwards to nat lookup", r.name))
+                    missing.push(format!("dns relay {} forwards to nat lookup", r.name))
                 }
                 Target::Destination { .. } => {
-                    missing.push(format!("relay {} forwards to destination", r.name))
+                    missing.push(format!("dns relay {} forwards to destination", r.name))
                 }
                 _ => {}
             }
             if f.transparent {
-                missing.push(format!("relay {} forwards transparently", r.name));
+                missing.push(format!("dns relay {} forwards transparently", r.name));
             }
         }
     }
+    missing.extend(origin::unavailable(plan));
     if missing.is_empty() {
         Ok(())
     } else {
@@ -129,6 +138,29 @@ pub fn serve(plan: Plan, opts: &Options) -> Result<(), ServeError> {
             .map_err(ServeError::Start)?;
         Some(Arc::new(net))
     } else {
+        None
+    };
+    // Transparent forwards: a helper that makes bound sockets, one channel per relay
+    // thread, started for the same reason as the one above. Dropped at the end of
+    // serve (or on an early return), it exits.
+    let bindany = if origin::needs_bindany(&plan) {
+        let helper = crate::helper::Helper::start(
+            crate::router::Remit::default(),
+            &crate::helper::Options {
+                privileges: opts.privileges.clone(),
+                bindany: u32::try_from(workers).unwrap_or(u32::MAX),
+                ..crate::helper::Options::default()
+            },
+        )
+        .map_err(|e| ServeError::Start(format!("transparent forwarding: {e}")))?;
+        log::debug(&format!(
+            "privileged helper (bindany): pid {}",
+            helper.pid()
+        ));
+        origin::install(Some(helper.take_bindany()));
+        Some(helper)
+    } else {
+        origin::install(None);
         None
     };
     // Every socket is bound and no thread runs yet (capabilities are per thread).
@@ -184,6 +216,7 @@ pub fn serve(plan: Plan, opts: &Options) -> Result<(), ServeError> {
     for t in threads {
         let _ = t.join();
     }
+    drop(bindany);
     waited?;
     log::info(&format!("parent terminating, pid {}", std::process::id()));
     Ok(())

@@ -8,14 +8,15 @@
 //! sessions copy through user space (rustls), never with splice, as relayd never
 //! splices TLS; plain sessions take the path they always took.
 
-use super::pool::{self, Choice};
+use super::origin::{self, Origin};
+use super::pool::Choice;
 use super::worker::Worker;
 use crate::log;
 use crate::tls::{self, Inspect, Stream};
 use relaydc_spec::plan::{ConnectionLog, TcpOptions};
 use std::cell::Cell;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -73,13 +74,17 @@ pub async fn run(
         .map_or_else(super::listen::default_tcp, |p| p.tcp.clone());
     tune(&client, &tcp);
     let timeout = Duration::from_secs(u64::from(r.session_timeout_s.max(1)));
-    let (backend, end) = match sides(&w, relay, listener) {
-        Ok(None) => plain(&w, relay, listener, client, peer, &tcp, timeout, &reg).await,
-        Ok(Some(sides)) => {
-            let at = At { w: &w, relay, id };
-            secure(at, sides, listener, client, peer, &tcp, timeout, &reg).await
-        }
-        Err(end) => (None, end),
+    // relayd finds a destination the connection names when it accepts it, before TLS.
+    let (backend, end) = match origin::of(plan, relay, listener, &client, peer, id) {
+        Err(stop) => stop,
+        Ok(to) => match sides(&w, relay, listener) {
+            Ok(None) => plain(&w, relay, listener, client, peer, &tcp, timeout, &reg, to).await,
+            Ok(Some(sides)) => {
+                let at = At { w: &w, relay, id };
+                secure(at, sides, listener, client, peer, &tcp, timeout, &reg, to).await
+            }
+            Err(end) => (None, end),
+        },
     };
     close_line(&w, relay, id, peer, backend, None, None, &end);
     w.active.set(w.active.get().saturating_sub(1));
@@ -96,10 +101,11 @@ async fn plain(
     tcp: &TcpOptions,
     timeout: Duration,
     reg: &crate::control::registry::Registered<'_>,
+    to: Origin,
 ) -> (Option<SocketAddr>, End) {
     let choice = {
         let mut pools = w.pools.borrow_mut();
-        pool::choose(
+        to.choose(
             &w.shared,
             &mut pools,
             relay,
@@ -117,19 +123,15 @@ async fn plain(
                 error: Some(errno_text(0)),
             },
         ),
-        Choice::Backend { addr, retry } => match connect(addr, retry, timeout, tcp).await {
-            Ok(server) => (
-                Some(addr),
-                copy(client, server, timeout, w, tcp.splice, reg.connected(addr)).await,
-            ),
-            Err(e) => (
-                Some(addr),
-                End {
-                    msg: "session failed".to_string(),
-                    error: Some(io_text(&e)),
-                },
-            ),
-        },
+        Choice::Backend { addr, retry } => {
+            match connect(addr, retry, timeout, tcp, to.source).await {
+                Ok(server) => (
+                    Some(addr),
+                    copy(client, server, timeout, w, tcp.splice, reg.connected(addr)).await,
+                ),
+                Err(e) => (Some(addr), origin::connect_failure(&e)),
+            }
+        }
     }
 }
 
@@ -293,9 +295,10 @@ async fn secure(
     tcp: &TcpOptions,
     timeout: Duration,
     reg: &crate::control::registry::Registered<'_>,
+    to: Origin,
 ) -> (Option<SocketAddr>, End) {
     let (mut client, addr, mut server) = if let Some(inspect) = sides.inspect {
-        let (addr, server) = match backend(at, &sides, listener, peer, tcp, timeout).await {
+        let (addr, server) = match backend(at, &sides, listener, peer, tcp, timeout, to).await {
             Ok(b) => b,
             Err(e) => return e,
         };
@@ -311,7 +314,7 @@ async fn secure(
             },
             None => Stream::Tcp(client),
         };
-        match backend(at, &sides, listener, peer, tcp, timeout).await {
+        match backend(at, &sides, listener, peer, tcp, timeout, to).await {
             Ok((addr, server)) => (client, addr, server),
             Err(e) => return e,
         }
@@ -340,10 +343,11 @@ async fn backend(
     peer: SocketAddr,
     tcp: &TcpOptions,
     timeout: Duration,
+    to: Origin,
 ) -> Result<(SocketAddr, Stream), (Option<SocketAddr>, End)> {
     let choice = {
         let mut pools = at.w.pools.borrow_mut();
-        pool::choose(
+        to.choose(
             &at.w.shared,
             &mut pools,
             at.relay,
@@ -356,9 +360,9 @@ async fn backend(
     let Choice::Backend { addr, retry } = choice else {
         return Err((None, End::error("session failed".into(), errno_text(0))));
     };
-    let server = connect(addr, retry, timeout, tcp)
+    let server = connect(addr, retry, timeout, tcp, to.source)
         .await
-        .map_err(|e| (Some(addr), End::error("session failed".into(), io_text(&e))))?;
+        .map_err(|e| (Some(addr), origin::connect_failure(&e)))?;
     match sides.connect {
         Some(c) => tls_connect(at, c, server, addr, timeout)
             .await
@@ -470,22 +474,27 @@ fn nodelay(tcp: &TcpOptions) -> bool {
 /// relayd retries a failed connect at once, `retry` times (the host's `retry`, or the
 /// forward line's); the connect itself is bounded by the session timeout. The tcp
 /// options are set before connecting, as relayd's relay_socket does, so `socket buffer`
-/// shapes the handshake's window and `ip minttl` guards the handshake too.
+/// shapes the handshake's window and `ip minttl` guards the handshake too. With
+/// `source` (`transparent forward`) each attempt's socket comes bound to that address
+/// from the privileged helper; a helper that cannot make one ends the attempts.
 pub async fn connect(
     addr: SocketAddr,
     retry: u32,
     timeout: Duration,
     tcp: &TcpOptions,
+    source: Option<IpAddr>,
 ) -> std::io::Result<TcpStream> {
     let mut left = retry;
     loop {
-        let r = match tokio::time::timeout(timeout, connect_once(addr, tcp)).await {
+        let r = match tokio::time::timeout(timeout, connect_once(addr, tcp, source)).await {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
         };
         match r {
             Ok(s) => return Ok(s),
-            Err(e) if left == 0 => return Err(e),
+            Err(e) if left == 0 || e.get_ref().is_some_and(|i| i.is::<origin::BindanyFailed>()) => {
+                return Err(e)
+            }
             Err(e) => {
                 log::debug(&format!(
                     "forward failed: {}, {}",
@@ -498,11 +507,22 @@ pub async fn connect(
     }
 }
 
-async fn connect_once(addr: SocketAddr, tcp: &TcpOptions) -> std::io::Result<TcpStream> {
-    let socket = if addr.is_ipv6() {
-        tokio::net::TcpSocket::new_v6()?
-    } else {
-        tokio::net::TcpSocket::new_v4()?
+async fn connect_once(
+    addr: SocketAddr,
+    tcp: &TcpOptions,
+    source: Option<IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let socket = match source {
+        Some(ip) => {
+            let bound = origin::bound_socket(ip)
+                .await
+                .map_err(|e| io::Error::other(origin::BindanyFailed(e)))?;
+            let s = std::net::TcpStream::from(bound);
+            s.set_nonblocking(true)?;
+            tokio::net::TcpSocket::from_std_stream(s)
+        }
+        None if addr.is_ipv6() => tokio::net::TcpSocket::new_v6()?,
+        None => tokio::net::TcpSocket::new_v4()?,
     };
     {
         let sock = socket2::SockRef::from(&socket);

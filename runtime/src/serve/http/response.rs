@@ -129,6 +129,11 @@ impl Session<'_> {
                     .retain(|(n, _)| !n.eq_ignore_ascii_case(b"Content-Length"));
             }
             let close = framing.is_some_and(|f| http::needs_connection_close(head, &f, false));
+            // A backend that says it closes (or an HTTP/1.0 one that does not keep the
+            // connection) ends the session after this response, as relayd closes both
+            // sides when the server's EOF arrives; waiting for the client's next request
+            // would hold its connection open for nothing.
+            let backend_closes = framing.is_some() && backend_closes(head);
             if close {
                 head.headers
                     .push((b"Connection".to_vec(), b"close".to_vec()));
@@ -149,10 +154,23 @@ impl Session<'_> {
                 continue;
             };
             forward_body(server, client, &mut self.out, framing.body, self.idle).await?;
-            if framing.body == Body::UntilClose || close {
+            if framing.body == Body::UntilClose || close || backend_closes {
                 return Err(Stop::Done);
             }
             return Ok(());
         }
     }
+}
+
+/// Whether a final response's head says its connection ends after it: a `close` token
+/// in `Connection`, or HTTP/1.0 without `keep-alive`.
+fn backend_closes(head: &Head) -> bool {
+    let has = |token: &[u8]| {
+        head.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"Connection"))
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    };
+    has(b"close") || (head.minor == 0 && !has(b"keep-alive"))
 }
