@@ -1,0 +1,4 @@
+#![no_main]
+//! `cargo fuzz run response_head`: see `fuzz/README.md`; the entry is `relaydc_fuzz::entries::response_head`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| relaydc_fuzz::entries::response_head(data));
