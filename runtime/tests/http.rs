@@ -277,6 +277,9 @@ fn current_rules_rewrite_block_and_log() {
         head.contains(&format!("X-Proxy: relayd-run {port}\r\n")),
         "{head}"
     );
+    // The first session's close is asynchronous to the client's: wait for it, so the
+    // second session's "(N active)" does not depend on which close ran first.
+    relay.wait_log("the first session's close", |l| l.contains(", done, "));
     let resp = exchange(port, "GET /admin/x HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(
         resp.starts_with("HTTP/1.0 403 Forbidden\r\n") && resp.contains("no admin here"),

@@ -21,47 +21,13 @@
 
 mod common;
 
-use common::{compile, temp_dir, Relay};
+use common::{compile, run, sh, temp_dir, until, Relay};
 use relayd_run::helper::check_batch;
 use relayd_run::redirect::{removal, ruleset, Nft};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 const RELAYCTL: &str = env!("CARGO_BIN_EXE_relayctl");
-
-fn sh(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Polls `f` every 100 ms until it gives a value, at most `secs` seconds.
-fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Two namespaces joined by a veth pair, deleted (with everything in them) on drop.
 struct Net {
