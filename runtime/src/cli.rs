@@ -1,5 +1,5 @@
 //! The `relayd-run` command line: `relayd-run [-d] [-v]... [-s SOCKET] [-u USER |
-//! --no-privdrop] [--check] PLAN`.
+//! --no-privdrop] [--no-seccomp] [--head-timeout SECONDS] [--max-sessions N] [--check] PLAN`.
 //!
 //! Exit codes: 0 the plan is valid (`--check`) or was served until SIGTERM/SIGINT (or
 //! `relayctl stop`), 1 the plan was refused (or needs what this version cannot serve
@@ -55,6 +55,20 @@ pub struct Args {
     /// Stay root, with every capability, after binding: for development and tests only.
     #[arg(long = "no-privdrop")]
     pub no_privdrop: bool,
+    /// Run without the seccomp allow-lists of the relay and signer processes: for
+    /// debugging only (a call a list lacks fails with EPERM in the relay process and
+    /// kills the signer process).
+    #[arg(long = "no-seccomp")]
+    pub no_seccomp: bool,
+    /// Seconds an HTTP relay's client has to send a whole request head (from the accept
+    /// for the first, from its first byte for the next ones); 0 turns the deadline off.
+    /// Past it: 408 Request Timeout.
+    #[arg(long = "head-timeout", value_name = "SECONDS", default_value_t = 30)]
+    pub head_timeout: u32,
+    /// Sessions one worker serves at once; at the cap it stops accepting until one ends
+    /// (default: as many as the open-file limit allows).
+    #[arg(long = "max-sessions", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sessions: Option<u32>,
     /// The plan file.
     #[arg(value_name = "PLAN")]
     pub plan: PathBuf,
@@ -181,6 +195,7 @@ fn serve(args: &Args, err: &mut dyn Write) -> i32 {
             },
             &crate::signer::Options {
                 privileges: privileges.clone(),
+                seccomp: !args.no_seccomp,
                 ..Default::default()
             },
         );
@@ -219,6 +234,10 @@ fn serve(args: &Args, err: &mut dyn Write) -> i32 {
         plan_path: std::path::absolute(&args.plan).unwrap_or_else(|_| args.plan.clone()),
         signer,
         privileges,
+        seccomp: !args.no_seccomp,
+        head_timeout: (args.head_timeout > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(args.head_timeout))),
+        max_sessions: args.max_sessions,
     };
     match crate::serve::serve(plan, &opts) {
         Ok(()) => 0,

@@ -9,7 +9,7 @@
 //! running at the next tick is cancelled and its host gets relayd's `interval timeout`.
 
 mod icmp;
-mod script;
+pub(crate) mod script;
 mod tls;
 
 use crate::control::board::{Command, Slot, Switchboard};

@@ -11,11 +11,15 @@
 //! started as under `--no-privdrop`, CAP_NET_ADMIN in the ambient set so the `nft` and
 //! `ip` it runs have it and nothing more, not dumpable), then does only this:
 //!
-//! * applies an nftables JSON batch with `nft -j -f -`, after checking that every
-//!   command in it concerns the `inet relayd` table and does only what
-//!   `crate::redirect::ruleset_for` does: the table, its nat prerouting chain (policy
-//!   accept), named counters, and rules that match, count, mark and DNAT
-//!   ([`check_batch`]);
+//! * applies a batch to the `inet relayd` table, after checking that every command in
+//!   it concerns that table and does only what `crate::redirect::ruleset_for` does
+//!   ([`check_batch`]): the table, its two base chains (nat prerouting at dstnat, and
+//!   the `sticky` filter chain just after it, both with policy accept), named counters,
+//!   sets of addresses for sticky-address and their emptying, ct timeout objects with
+//!   an established timeout, and rules that match, count, mark, set a ct timeout, add a
+//!   packet's address to one of the table's sets and DNAT. The ct timeouts go through
+//!   netlink (nft's JSON cannot make them before 1.0.8), the rest through
+//!   `nft -j -f -`;
 //! * lists that table's counters (`show redirects` statistics);
 //! * replaces or deletes a route with `ip route`, if the routers of the plan relayd-run
 //!   started with name it ([`Remit`], sent once, before the relay process drops its
@@ -38,10 +42,14 @@
 //! may receive, so that this happens after the relay process is gone, never before.
 
 use crate::privs::Privileges;
-use crate::redirect::{removal, Nft, CHAIN, SAFE_PATH, TABLE};
+use crate::redirect::{
+    removal, Batch, Nft, CHAIN, DSTNAT, MAX_TIMEOUT_S, SAFE_PATH, STICKY_CHAIN, TABLE,
+};
 use crate::router::{Remit, RouteChange, RouteKey};
 use nftables::expr::{Expression, Meta, MetaKey, NamedExpression};
-use nftables::schema::{FlushObject, NfCmd, NfListObject, NfObject, Nftables};
+use nftables::schema::{
+    FlushObject, NfCmd, NfListObject, NfObject, SetFlag, SetType, SetTypeValue,
+};
 use nftables::stmt::Statement;
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use serde::{Deserialize, Serialize};
@@ -101,7 +109,7 @@ pub enum Request {
         bindany: u32,
     },
     /// Apply a batch to the `inet relayd` table.
-    Nft { batch: Nftables<'static> },
+    Nft { batch: Batch },
     /// The table's counters.
     Counters,
     /// Replace or delete one route.
@@ -272,8 +280,8 @@ impl Helper {
         self.pid
     }
 
-    /// Applies `batch` to the `inet relayd` table, in one transaction.
-    pub fn apply(&self, batch: Nftables<'static>) -> Result<(), HelperError> {
+    /// Applies `batch` to the `inet relayd` table, its rule changes in one transaction.
+    pub fn apply(&self, batch: Batch) -> Result<(), HelperError> {
         match self.call(&Request::Nft { batch })? {
             Answer::Done => Ok(()),
             other => Err(unexpected(other)),
@@ -816,7 +824,12 @@ impl Worker {
                         self.table = !is_removal(&batch);
                         Answer::Done
                     }
-                    Err(why) => Answer::Failed { why },
+                    Err(why) => {
+                        // Making the ct timeouts or the sets may have made the table
+                        // before the transaction failed.
+                        self.table |= !is_removal(&batch);
+                        Answer::Failed { why }
+                    }
                 }
             }
             Request::Route { change } => {
@@ -884,22 +897,36 @@ fn ip(change: &RouteChange) -> Result<(), String> {
 }
 
 /// Whether the batch only deletes the table.
-fn is_removal(batch: &Nftables<'_>) -> bool {
-    batch.objects.iter().all(|o| {
-        matches!(
-            o,
-            NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(_)))
-        )
-    })
+fn is_removal(batch: &Batch) -> bool {
+    batch.timeouts.is_empty()
+        && batch.sets.is_empty()
+        && batch.nft.objects.iter().all(|o| {
+            matches!(
+                o,
+                NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(_)))
+            )
+        })
 }
 
 /// Checks that every command of `batch` stays within what the helper does to the
-/// `inet relayd` table (see the module documentation).
-pub fn check_batch(batch: &Nftables<'_>) -> Result<(), String> {
-    if batch.objects.is_empty() {
+/// `inet relayd` table (see the module documentation). The ct timeouts name no table:
+/// they are always made in that one.
+pub fn check_batch(batch: &Batch) -> Result<(), String> {
+    if batch.nft.objects.is_empty() {
         return Err("an empty batch".into());
     }
-    for (n, o) in batch.objects.iter().enumerate() {
+    for t in &batch.timeouts {
+        if !(1..=MAX_TIMEOUT_S).contains(&t.established_s) {
+            return Err(format!(
+                "a ct timeout of {}s (1 to {MAX_TIMEOUT_S})",
+                t.established_s
+            ));
+        }
+    }
+    for s in &batch.sets {
+        check_set(s).map_err(|e| format!("set {}: {e}", s.name))?;
+    }
+    for (n, o) in batch.nft.objects.iter().enumerate() {
         let n = n + 1;
         let NfObject::CmdObject(cmd) = o else {
             return Err(format!("element {n} is not a command"));
@@ -909,6 +936,7 @@ pub fn check_batch(batch: &Nftables<'_>) -> Result<(), String> {
             NfCmd::Delete(obj) => check_object(obj, false),
             NfCmd::Flush(FlushObject::Table(t)) => ours(t.family, &t.name, "a table"),
             NfCmd::Flush(FlushObject::Chain(c)) => ours(c.family, &c.table, "a chain"),
+            NfCmd::Flush(FlushObject::Set(s)) => ours(s.family, &s.table, "a set"),
             _ => Err("only add, create, insert, delete and flush are allowed".into()),
         };
         checked.map_err(|e| format!("command {n}: {e}"))?;
@@ -939,19 +967,29 @@ fn check_object(obj: &NfListObject<'_>, adding: bool) -> Result<(), String> {
             if !adding || c.hook.is_none() && c._type.is_none() {
                 return Ok(());
             }
-            let base = c.name == CHAIN
-                && c._type == Some(NfChainType::NAT)
-                && c.hook == Some(NfHook::Prerouting)
-                && c.dev.is_none()
-                && matches!(c.policy, None | Some(NfChainPolicy::Accept));
-            if base {
+            let base = |name: &str, kind: NfChainType, prio: i32| {
+                c.name == name
+                    && c._type == Some(kind)
+                    && c.hook == Some(NfHook::Prerouting)
+                    && c.prio == Some(prio)
+                    && c.dev.is_none()
+                    && matches!(c.policy, None | Some(NfChainPolicy::Accept))
+            };
+            if base(CHAIN, NfChainType::NAT, DSTNAT)
+                || base(STICKY_CHAIN, NfChainType::Filter, DSTNAT + 1)
+            {
                 Ok(())
             } else {
                 Err(format!(
-                    "the only base chain is {CHAIN}, type nat, hook prerouting, policy accept"
+                    "the only base chains are {CHAIN} (type nat, hook prerouting, priority \
+                     {DSTNAT}) and {STICKY_CHAIN} (type filter, hook prerouting, priority \
+                     {}), policy accept",
+                    DSTNAT + 1
                 ))
             }
         }
+        NfListObject::Set(s) if adding => check_set(s),
+        NfListObject::Set(s) => ours(s.family, &s.table, "a set"),
         NfListObject::Rule(r) => {
             ours(r.family, &r.table, "a rule")?;
             if !adding {
@@ -962,12 +1000,29 @@ fn check_object(obj: &NfListObject<'_>, adding: bool) -> Result<(), String> {
             }
             Ok(())
         }
-        _ => Err("only tables, chains, rules and counters are allowed".into()),
+        _ => Err("only tables, chains, rules, counters and sets are allowed".into()),
     }
 }
 
-/// Rules match, count, set the packet mark and DNAT; nothing that drops, rejects,
-/// jumps or reaches outside the packet's own path.
+/// Sets of addresses that packets fill, in the table: nothing a rule could jump
+/// through, no element put there by the batch.
+fn check_set(s: &nftables::schema::Set<'_>) -> Result<(), String> {
+    ours(s.family, &s.table, "a set")?;
+    let addresses = matches!(
+        s.set_type,
+        SetTypeValue::Single(SetType::Ipv4Addr | SetType::Ipv6Addr)
+    );
+    let flags = s.flags.iter().flatten().all(|f| *f == SetFlag::Timeout);
+    if addresses && flags && s.elem.is_none() {
+        Ok(())
+    } else {
+        Err("a set holds IPv4 or IPv6 addresses, with the timeout flag only and no elements".into())
+    }
+}
+
+/// Rules match, count, set the packet mark and a ct timeout, add a packet's address to
+/// a set and DNAT; nothing that drops, rejects, jumps or reaches outside the packet's
+/// own path. The objects and sets a rule names are its own table's.
 fn check_statement(s: &Statement<'_>) -> Result<(), String> {
     match s {
         Statement::Match(_) | Statement::Counter(_) | Statement::DNAT(_) => Ok(()),
@@ -979,7 +1034,13 @@ fn check_statement(s: &Statement<'_>) -> Result<(), String> {
         {
             Ok(())
         }
-        _ => Err("a rule may only match, count, set the packet mark and DNAT".into()),
+        Statement::CTTimeout(Expression::String(_)) => Ok(()),
+        Statement::Set(s) if s.set.starts_with('@') => Ok(()),
+        _ => Err(
+            "a rule may only match, count, set the packet mark or a ct timeout, update a set \
+             and DNAT"
+                .into(),
+        ),
     }
 }
 
@@ -987,10 +1048,25 @@ fn check_statement(s: &Statement<'_>) -> Result<(), String> {
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 mod tests {
     use super::*;
+    use crate::redirect::CtTimeout;
     use std::borrow::Cow;
 
-    fn batch(json: &str) -> Nftables<'static> {
-        serde_json::from_str(json).unwrap()
+    fn batch(json: &str) -> Batch {
+        Batch {
+            timeouts: Vec::new(),
+            sets: Vec::new(),
+            nft: serde_json::from_str(json).unwrap(),
+        }
+    }
+
+    fn batch_of(objects: Vec<NfObject<'static>>) -> Batch {
+        Batch {
+            timeouts: Vec::new(),
+            sets: Vec::new(),
+            nft: nftables::schema::Nftables {
+                objects: Cow::Owned(objects),
+            },
+        }
     }
 
     #[test]
@@ -1009,6 +1085,27 @@ mod tests {
               {"dnat":{"addr":"10.0.0.1","family":"ip","port":80}}]}}}]}"#,
         );
         assert_eq!(check_batch(&ours), Ok(()));
+        let mut sticky = batch(
+            r#"{"nftables":[{"add":{"table":{"family":"inet","name":"relayd"}}},
+            {"add":{"chain":{"family":"inet","table":"relayd","name":"sticky","type":"filter","hook":"prerouting","prio":-99,"policy":"accept"}}},
+            {"flush":{"set":{"family":"inet","table":"relayd","name":"sticky_0_10.0.0.1","type":"ipv4_addr"}}},
+            {"add":{"rule":{"family":"inet","table":"relayd","chain":"prerouting","expr":[
+              {"match":{"left":{"payload":{"protocol":"ip","field":"saddr"}},"right":"@sticky_0_10.0.0.1","op":"=="}},
+              {"ct timeout":"established_600s_ip"},
+              {"dnat":{"addr":"10.0.0.1","family":"ip","port":80}}]}}},
+            {"add":{"rule":{"family":"inet","table":"relayd","chain":"sticky","expr":[
+              {"match":{"left":{"ct":{"key":"ip daddr","dir":"original"}},"right":"10.0.1.1","op":"=="}},
+              {"set":{"op":"update","elem":{"payload":{"protocol":"ip","field":"saddr"}},"set":"@sticky_0_10.0.0.1"}}]}}}]}"#,
+        );
+        sticky.timeouts = vec![CtTimeout {
+            ipv6: false,
+            established_s: 600,
+        }];
+        sticky.sets = vec![serde_json::from_str(
+            r#"{"family":"inet","table":"relayd","name":"sticky_0_10.0.0.1","type":"ipv4_addr","flags":["timeout"],"timeout":600}"#,
+        )
+        .unwrap()];
+        assert_eq!(check_batch(&sticky), Ok(()));
     }
 
     #[test]
@@ -1048,8 +1145,48 @@ mod tests {
                 "outside table inet relayd",
             ),
             (
-                r#"{"nftables":[{"add":{"set":{"family":"inet","table":"relayd","name":"s","type":"ipv4_addr"}}}]}"#,
+                r#"{"nftables":[{"add":{"map":{"family":"inet","table":"relayd","name":"m","type":"ipv4_addr","map":"ipv4_addr"}}}]}"#,
                 "only tables, chains",
+            ),
+            (
+                r#"{"nftables":[{"add":{"set":{"family":"inet","table":"relayd","name":"s","type":"ipv4_addr","elem":["10.0.0.1"]}}}]}"#,
+                "a set holds",
+            ),
+            (
+                r#"{"nftables":[{"add":{"set":{"family":"inet","table":"relayd","name":"s","type":"inet_service"}}}]}"#,
+                "a set holds",
+            ),
+            (
+                r#"{"nftables":[{"add":{"set":{"family":"inet","table":"relayd","name":"s","type":"ipv4_addr","flags":["constant"]}}}]}"#,
+                "a set holds",
+            ),
+            (
+                r#"{"nftables":[{"add":{"set":{"family":"ip","table":"filter","name":"s","type":"ipv4_addr"}}}]}"#,
+                "outside table inet relayd",
+            ),
+            (
+                r#"{"nftables":[{"flush":{"set":{"family":"inet","table":"filter","name":"s","type":"ipv4_addr"}}}]}"#,
+                "outside table inet relayd",
+            ),
+            (
+                r#"{"nftables":[{"add":{"chain":{"family":"inet","table":"relayd","name":"sticky","type":"filter","hook":"prerouting","prio":-99,"policy":"drop"}}}]}"#,
+                "the only base chain",
+            ),
+            (
+                r#"{"nftables":[{"add":{"chain":{"family":"inet","table":"relayd","name":"sticky","type":"filter","hook":"input","prio":-99,"policy":"accept"}}}]}"#,
+                "the only base chain",
+            ),
+            (
+                r#"{"nftables":[{"add":{"chain":{"family":"inet","table":"relayd","name":"sticky","type":"nat","hook":"prerouting","prio":-100,"policy":"accept"}}}]}"#,
+                "the only base chain",
+            ),
+            (
+                r#"{"nftables":[{"add":{"rule":{"family":"inet","table":"relayd","chain":"sticky","expr":[{"ct helper":"ftp"}]}}}]}"#,
+                "may only match",
+            ),
+            (
+                r#"{"nftables":[{"add":{"rule":{"family":"inet","table":"relayd","chain":"sticky","expr":[{"ct timeout":{"map":{"key":{"meta":{"key":"l4proto"}},"data":"@m"}}}]}}}]}"#,
+                "may only match",
             ),
             (
                 r#"{"nftables":[{"list":{"ruleset":null}}]}"#,
@@ -1057,8 +1194,12 @@ mod tests {
             ),
             (r#"{"nftables":[]}"#, "an empty batch"),
         ] {
-            let b: Nftables<'static> = match serde_json::from_str(json) {
-                Ok(b) => b,
+            let b = match serde_json::from_str(json) {
+                Ok(nft) => Batch {
+                    timeouts: Vec::new(),
+                    sets: Vec::new(),
+                    nft,
+                },
                 // What nftables' types cannot even express is refused before this.
                 Err(e) => {
                     eprintln!("{json}: {e}");
@@ -1069,23 +1210,39 @@ mod tests {
             assert!(err.contains(why), "{json}: {err}");
             checked += 1;
         }
-        assert!(checked >= 10, "{checked}");
-        let mangle_ct = Nftables {
-            objects: Cow::Owned(vec![NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(
-                nftables::schema::Rule {
-                    family: NfFamily::INet,
-                    table: TABLE.into(),
-                    chain: CHAIN.into(),
-                    expr: Cow::Owned(vec![Statement::Mangle(nftables::stmt::Mangle {
-                        key: Expression::Named(NamedExpression::Meta(Meta {
-                            key: MetaKey::Priority,
-                        })),
-                        value: Expression::Number(1),
-                    })]),
-                    ..Default::default()
-                },
-            )))]),
-        };
+        assert!(checked >= 20, "{checked}");
+        for established_s in [0, MAX_TIMEOUT_S + 1] {
+            let mut b = removal();
+            b.timeouts.push(CtTimeout {
+                ipv6: true,
+                established_s,
+            });
+            let err = check_batch(&b).unwrap_err();
+            assert!(err.contains("a ct timeout of"), "{err}");
+        }
+        for set in [
+            r#"{"family":"ip","table":"filter","name":"s","type":"ipv4_addr"}"#,
+            r#"{"family":"inet","table":"relayd","name":"s","type":"ipv4_addr","elem":["10.0.0.1"]}"#,
+            r#"{"family":"inet","table":"relayd","name":"s","type":"ether_addr"}"#,
+        ] {
+            let mut b = removal();
+            b.sets.push(serde_json::from_str(set).unwrap());
+            assert!(check_batch(&b).is_err(), "{set}");
+        }
+        let mangle_ct = batch_of(vec![NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(
+            nftables::schema::Rule {
+                family: NfFamily::INet,
+                table: TABLE.into(),
+                chain: CHAIN.into(),
+                expr: Cow::Owned(vec![Statement::Mangle(nftables::stmt::Mangle {
+                    key: Expression::Named(NamedExpression::Meta(Meta {
+                        key: MetaKey::Priority,
+                    })),
+                    value: Expression::Number(1),
+                })]),
+                ..Default::default()
+            },
+        )))]);
         assert!(check_batch(&mangle_ct).is_err());
     }
 

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod privs;
 pub mod redirect;
 pub mod router;
+pub mod seccomp;
 pub mod serve;
 pub mod signer;
 pub mod tls;

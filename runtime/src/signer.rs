@@ -6,9 +6,10 @@
 //! socket as its standard input. The keys go over that socket, never through argv or
 //! the environment: the plan's keys section as it is in the file (decoded only in the
 //! child) and keys bound late from files. The child drops privileges first (the same
-//! user as the relay process, no capability at all, not dumpable), then reads and loads
-//! the keys with rustls' ring provider and answers with each key's algorithm,
-//! signature schemes and public key. The parent wipes what it sent.
+//! user as the relay process, no capability at all, not dumpable) and installs its
+//! seccomp allow-list (`crate::seccomp`), then reads and loads the keys with rustls'
+//! ring provider and answers with each key's algorithm, signature schemes and public
+//! key. The parent wipes what it sent.
 //!
 //! Signing: each thread of the relay process that signs gets its own connection to the
 //! child, made on first use by passing one end of a fresh socketpair over the first
@@ -45,6 +46,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 /// The hidden first argument that makes relayd-run the signer.
 pub const SUBCOMMAND: &str = "__signer";
+/// The signer's argument for `--no-seccomp`, before the privileges'.
+const NO_SECCOMP: &str = "--no-seccomp";
 
 const MAGIC: &[u8; 4] = b"RSK1";
 /// The largest message a handshake signs is a TLS 1.2 ServerKeyExchange (well under
@@ -157,6 +160,9 @@ pub struct Options {
     pub program: PathBuf,
     /// Who the child becomes before it reads a key.
     pub privileges: Privileges,
+    /// Whether the child installs its seccomp filter (`crate::seccomp`) after its
+    /// privilege drop; `--no-seccomp` turns it off.
+    pub seccomp: bool,
 }
 
 impl Default for Options {
@@ -164,6 +170,7 @@ impl Default for Options {
         Options {
             program: PathBuf::from("/proc/self/exe"),
             privileges: Privileges::keep(),
+            seccomp: true,
         }
     }
 }
@@ -221,6 +228,7 @@ impl Signer {
         let mut cmd = Command::new(&opts.program);
         cmd.arg0("relayd-run: signer")
             .arg(SUBCOMMAND)
+            .args((!opts.seccomp).then_some(NO_SECCOMP))
             .args(opts.privileges.to_args())
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::null())
@@ -645,9 +653,13 @@ impl rustls::sign::Signer for RemoteSigner {
 // The child
 // ---------------------------------------------------------------------------------------
 
-/// `relayd-run __signer PRIVILEGES…` with its socket as standard input: the signer
-/// process. Returns the exit code.
+/// `relayd-run __signer [--no-seccomp] PRIVILEGES…` with its socket as standard input:
+/// the signer process. Returns the exit code.
 pub fn child_main(args: &[String]) -> i32 {
+    let (seccomp, args) = match args.split_first() {
+        Some((first, rest)) if first == NO_SECCOMP => (false, rest),
+        _ => (true, args),
+    };
     let Some(privileges) = Privileges::from_args(args) else {
         eprintln!("relayd-run: {SUBCOMMAND} is started by relayd-run itself");
         return 2;
@@ -659,11 +671,20 @@ pub fn child_main(args: &[String]) -> i32 {
             return 1;
         }
     };
-    // Privileges go before any key is read.
-    let dropped = privileges.drop_everything();
+    // Privileges go before any key is read, and so does the filter.
+    let dropped = privileges
+        .drop_everything()
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            if seccomp {
+                crate::seccomp::enter_signer().map_err(|e| e.to_string())
+            } else {
+                Ok(())
+            }
+        });
     let keys = read_keys(&mut ctl);
     let loaded = match (dropped, keys) {
-        (Err(e), _) => Err(e.to_string()),
+        (Err(e), _) => Err(e),
         (Ok(()), Err(e)) => Err(e),
         (Ok(()), Ok((section, late))) => load_keys(&section, &late),
     };

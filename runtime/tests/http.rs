@@ -634,3 +634,63 @@ fn a_backend_that_closes_ends_the_session() {
     assert_eq!(code, 0, "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// relayd ends a session when either side closes: a backend that drops an idle
+/// keep-alive connection (its own keep-alive timeout) closes the client's too, so the
+/// client's next request opens a fresh session instead of meeting a dead backend.
+#[test]
+fn a_backend_closing_between_requests_ends_the_session() {
+    let back = TcpListener::bind("127.0.0.1:0").unwrap();
+    let bport = back.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in back.incoming().take(4) {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                // A keep-alive answer, then the backend's idle timeout closes it.
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                std::thread::sleep(Duration::from_millis(300));
+            });
+        }
+    });
+    let dir = temp_dir("backend-closes");
+    let port = free_port();
+    let conf = dir.join("r.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "log connection\nprefork 1\nhttp protocol \"web\" {{\n\tpass\n}}\n\
+             relay \"web\" {{\n\tlisten on 127.0.0.1 port {port}\n\tprotocol \"web\"\n\tforward to 127.0.0.1 port {bport}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let plan = dir.join("plan.bin");
+    compile(&conf, &[], &plan);
+    let relay = Relay::start(&plan, &[]);
+    let mut c = connect_when_ready(port);
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].ends_with(b"ok"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let t0 = Instant::now();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(
+        c.read(&mut buf).unwrap(),
+        0,
+        "the client's connection stays open"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    relay.wait_log("the close line", |l| l.contains(", done, GET"));
+    relay.terminate();
+}

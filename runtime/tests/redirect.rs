@@ -4,7 +4,10 @@
 //! three backends on its loopback.
 //!
 //! * The ruleset for given host states, applied there with `nft`, and a real TCP client
-//!   finding out where its connections land.
+//!   finding out where its connections land: balancing, backup tables, marks, counters;
+//!   `sticky-address` keeping a client on its host until the session timeout after its
+//!   last packet, and forgetting the clients of a host that goes down; the session
+//!   timeout as the established timeout of the redirected connections.
 //! * Seed example 5, its invalid addresses fixed and its interface the router's veth
 //!   end, served by a real `relayd-run -u nobody` in the router namespace: the privileged
 //!   helper alone holds CAP_NET_ADMIN, a backend that dies stops being redirected to,
@@ -23,7 +26,7 @@ mod common;
 
 use common::{compile, run, sh, temp_dir, until, Relay};
 use relayd_run::helper::check_batch;
-use relayd_run::redirect::{removal, ruleset, Nft};
+use relayd_run::redirect::{removal, ruleset, sticky_set_name, CtTimeout, Nft};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -103,8 +106,18 @@ impl Net {
 
     /// A backend in the router namespace that writes `name` to every connection.
     fn backend(&mut self, addr: &str, port: u16, name: &str) {
+        self.spawn_backend(addr, port, name, false);
+    }
+
+    /// [`Net::backend`], keeping each connection open until the client closes it.
+    fn holding_backend(&mut self, addr: &str, port: u16, name: &str) {
+        self.spawn_backend(addr, port, name, true);
+    }
+
+    fn spawn_backend(&mut self, addr: &str, port: u16, name: &str, hold: bool) {
+        let hold = if hold { "  c.recv(1)\n" } else { "" };
         let code = format!(
-            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{addr}',{port}))\ns.listen(16)\nwhile True:\n c,_=s.accept()\n c.sendall(b'{name}')\n c.close()\n"
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{addr}',{port}))\ns.listen(16)\nwhile True:\n c,_=s.accept()\n try:\n  c.sendall(b'{name}')\n{hold} except OSError:\n  pass\n c.close()\n"
         );
         // `ip netns exec` execs python in place: the child's pid is the backend's.
         let child = Command::new("ip")
@@ -180,6 +193,54 @@ impl Net {
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `nft -j ARGS` in the router namespace, the `nftables` array of its answer.
+    fn nft_json(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.router, "nft", "-j"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["nftables"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The addresses in set `name` of the table (`nft list set`); expired ones are not
+    /// listed.
+    fn set_elements(&self, name: &str) -> Vec<String> {
+        let listed = self.nft_json(&["list", "set", "inet", "relayd", name]);
+        let set = listed.iter().find_map(|o| o.get("set")).unwrap();
+        let elems = set["elem"].as_array().cloned().unwrap_or_default();
+        elems
+            .iter()
+            .map(|e| {
+                e.as_str()
+                    .or_else(|| e["elem"]["val"].as_str())
+                    .unwrap_or_else(|| panic!("{e}"))
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// The router's conntrack table.
+    fn conntrack(&self) -> String {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.router,
+                "cat",
+                "/proc/net/nf_conntrack",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Waits (bounded) until the backends accept.
@@ -378,8 +439,20 @@ fn seed_example_5_redirects_to_healthy_backends() {
         l.contains("table anchor_name: ") && l.contains(" added, 0 deleted, 0 changed, 0 killed")
     });
     let listed = until("a rule for the three backends", 10, || {
-        net.table().filter(|t| t.contains("jhash ip saddr mod 3"))
+        net.table().filter(|t| t.contains("numgen inc mod 3"))
     });
+    // sticky-address: a lookup per host ahead of the balanced rule; the session
+    // timeout (600 s by default) as the connections' established timeout.
+    for a in ["10.200.2.1", "10.200.2.2", "10.200.2.3"] {
+        assert!(
+            listed.contains(&format!("ip saddr @sticky_0_{a} ")),
+            "{listed}"
+        );
+    }
+    assert!(
+        listed.contains("ct timeout set \"established_600s_ip\""),
+        "{listed}"
+    );
 
     // Only the helper holds a capability, and only CAP_NET_ADMIN (bit 12); both run as
     // nobody.
@@ -442,8 +515,19 @@ fn seed_example_5_redirects_to_healthy_backends() {
     assert_eq!(v["redirects"][0]["status"], "active");
     assert_eq!(v["redirects"][0]["stats"]["total"], total);
 
+    let first_addr = format!(
+        "10.200.2.{}",
+        match first.as_str() {
+            "a" => 1,
+            "b" => 2,
+            _ => 3,
+        }
+    );
+    let first_set = sticky_set_name(0, first_addr.parse().unwrap());
+    assert_eq!(net.set_elements(&first_set), ["10.200.0.1"]);
+
     // The backend the client reaches dies: after the next check it is out of the
-    // table, and the client reaches another.
+    // table, its clients are forgotten, and the client reaches another.
     net.stop_backend(&first);
     assert_eq!(ctl(&sock, &["poll"]).0, 0);
     let next = until("a connection to another backend", 10, || {
@@ -453,6 +537,7 @@ fn seed_example_5_redirects_to_healthy_backends() {
     relay.wait_log("the dead host leaving the table", |l| {
         l.contains("table anchor_name: 0 added, 1 deleted, 0 changed, 0 killed")
     });
+    assert_eq!(net.set_elements(&first_set), Vec::<String>::new());
     let (_, out) = ctl(&sock, &["show", "summary"]);
     assert!(out.contains("active (2 hosts)"), "{out}");
     assert_eq!(out.matches("\tdown\n").count(), 1, "{out}");
@@ -534,5 +619,377 @@ fn the_table_goes_when_relayd_run_is_killed() {
         net.table().is_none().then_some(())
     });
     until("the helper to exit", 10, || gone(helper).then_some(()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Per plan host, whether it is up: all but those at `down` (addresses).
+fn up_but(plan: &relaydc_spec::plan::Plan, down: &[&str]) -> Vec<bool> {
+    plan.hosts
+        .iter()
+        .map(|h| match &h.address {
+            relaydc_spec::plan::Address::Ip(ip) => !down.contains(&ip.to_string().as_str()),
+            relaydc_spec::plan::Address::Name(_) => false,
+        })
+        .collect()
+}
+
+/// The backend's address for the name it answers with.
+fn backend_address(name: &str) -> &'static str {
+    match name {
+        "a" => "10.200.2.1",
+        "b" => "10.200.2.2",
+        "c" => "10.200.2.3",
+        _ => panic!("no backend {name}"),
+    }
+}
+
+/// What nft is given for sticky redirects and session timeouts, IPv4 and IPv6, with
+/// one host down: the sets (the down host's emptied), the chains, the rules in order,
+/// and the ct timeouts made beforehand.
+#[test]
+fn the_batch_of_sticky_redirects_with_a_session_timeout() {
+    let dir = temp_dir("sticky-json");
+    let conf = dir.join("rdr.conf");
+    std::fs::write(
+        &conf,
+        "table <web> { 10.0.2.1, 10.0.2.2 }\n\
+         table <six> { fd00::1, fd00::2 }\n\
+         redirect \"www\" {\n\
+         \tlisten on 10.0.1.1 port 80\n\
+         \tsticky-address\n\
+         \tsession timeout 30\n\
+         \tforward to <web> port 8080 mode source-hash check tcp\n\
+         }\n\
+         redirect \"six\" {\n\
+         \tlisten on fd00:1::1 port 443\n\
+         \tlisten on fd00:1::1 udp port 53\n\
+         \tsticky-address\n\
+         \tforward to <six> port 8443 check tcp\n\
+         }\n",
+    )
+    .unwrap();
+    let plan_path = dir.join("plan.bin");
+    compile(&conf, &[], &plan_path);
+    let plan = relayd_run::load(&plan_path).unwrap().plan;
+    let batch = ruleset(&plan, &up_but(&plan, &["10.0.2.2"]));
+    assert_eq!(check_batch(&batch), Ok(()));
+    // TCP listeners only, one object per timeout and family; "six" has relayd's 600 s.
+    assert_eq!(
+        batch.timeouts,
+        [
+            CtTimeout {
+                ipv6: false,
+                established_s: 30
+            },
+            CtTimeout {
+                ipv6: true,
+                established_s: 600
+            }
+        ]
+    );
+    let v = serde_json::to_value(&batch.nft).unwrap();
+    let cmds = v["nftables"].as_array().unwrap();
+    let find = |cmd: &str, kind: &str, name: &str| {
+        cmds.iter()
+            .position(|c| c[cmd][kind]["name"] == name)
+            .unwrap_or_else(|| panic!("no {cmd} {kind} {name}: {v}"))
+    };
+    // The learning chain runs just after the nat chain, where the destination is the
+    // chosen host.
+    let chain = &cmds[find("add", "chain", "sticky")]["add"]["chain"];
+    assert_eq!(
+        (
+            &chain["type"],
+            &chain["hook"],
+            &chain["prio"],
+            &chain["policy"]
+        ),
+        (
+            &"filter".into(),
+            &"prerouting".into(),
+            &(-99).into(),
+            &"accept".into()
+        )
+    );
+    // A set per host, the session timeout long, made before the transaction; the
+    // down host's emptied in it.
+    let sets = serde_json::to_value(&batch.sets).unwrap();
+    let set = |name: &str| {
+        sets.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no set {name}: {sets}"))
+    };
+    let www = set("sticky_0_10.0.2.1");
+    assert_eq!(
+        (&www["family"], &www["table"], &www["type"], &www["timeout"]),
+        (
+            &"inet".into(),
+            &"relayd".into(),
+            &"ipv4_addr".into(),
+            &30.into()
+        )
+    );
+    assert_eq!(www["flags"], serde_json::json!(["timeout"]));
+    set("sticky_0_10.0.2.2");
+    let first_rule = cmds.iter().position(|c| c["add"].get("rule").is_some());
+    assert!(Some(find("flush", "set", "sticky_0_10.0.2.2")) < first_rule);
+    assert!(!cmds
+        .iter()
+        .any(|c| c["flush"]["set"]["name"] == "sticky_0_10.0.2.1"));
+    let six = set("sticky_1_fd00--1");
+    assert_eq!(
+        (&six["type"], &six["timeout"]),
+        (&"ipv6_addr".into(), &600.into())
+    );
+    let rules: Vec<&serde_json::Value> = cmds.iter().filter_map(|c| c["add"].get("rule")).collect();
+    let exprs = |chain: &str, comment: &str| -> Vec<Vec<serde_json::Value>> {
+        rules
+            .iter()
+            .filter(|r| r["chain"] == chain && r["comment"] == comment)
+            .map(|r| r["expr"].as_array().unwrap().clone())
+            .collect()
+    };
+    let json = |s: &str| -> serde_json::Value { serde_json::from_str(s).unwrap() };
+    let dnat_to = |expr: &[serde_json::Value]| expr.last().unwrap()["dnat"]["addr"].clone();
+    // One host up in "www": its DNAT alone (no lookup needed), which still learns.
+    let www = exprs("prerouting", "redirect www");
+    assert_eq!(www.len(), 1, "{www:?}");
+    assert!(www[0].contains(&json(r#"{"ct timeout":"established_30s_ip"}"#)));
+    assert_eq!(dnat_to(&www[0]), "10.0.2.1");
+    let learn = exprs("sticky", "redirect www");
+    assert_eq!(learn.len(), 1, "{learn:?}");
+    assert_eq!(
+        learn[0],
+        [
+            json(r#"{"match":{"left":{"ct":{"key":"direction"}},"right":"original","op":"=="}}"#),
+            json(r#"{"match":{"left":{"meta":{"key":"l4proto"}},"right":"tcp","op":"=="}}"#),
+            json(
+                r#"{"match":{"left":{"ct":{"key":"ip daddr","dir":"original"}},"right":"10.0.1.1","op":"=="}}"#
+            ),
+            json(
+                r#"{"match":{"left":{"ct":{"key":"proto-dst","dir":"original"}},"right":80,"op":"=="}}"#
+            ),
+            json(
+                r#"{"match":{"left":{"payload":{"protocol":"ip","field":"daddr"}},"right":"10.0.2.1","op":"=="}}"#
+            ),
+            json(
+                r#"{"set":{"op":"update","elem":{"payload":{"protocol":"ip","field":"saddr"}},"set":"@sticky_0_10.0.2.1"}}"#
+            ),
+        ]
+    );
+    // Both hosts up in "six": per listener a lookup per host, then the balanced DNAT;
+    // the UDP listener without a ct timeout.
+    let six = exprs("prerouting", "redirect six");
+    assert_eq!(six.len(), 6, "{six:?}");
+    let lookup = |set: &str| {
+        json(&format!(
+            r#"{{"match":{{"left":{{"payload":{{"protocol":"ip6","field":"saddr"}}}},"right":"@{set}","op":"=="}}}}"#
+        ))
+    };
+    assert!(six[0].contains(&lookup("sticky_1_fd00--1")), "{:?}", six[0]);
+    assert_eq!(dnat_to(&six[0]), "fd00::1");
+    assert!(six[1].contains(&lookup("sticky_1_fd00--2")), "{:?}", six[1]);
+    assert_eq!(dnat_to(&six[1]), "fd00::2");
+    assert!(dnat_to(&six[2]).get("map").is_some(), "{:?}", six[2]);
+    assert!(six[2].contains(&json(r#"{"ct timeout":"established_600s_ip6"}"#)));
+    assert!(
+        six[3..]
+            .iter()
+            .all(|e| !e.iter().any(|s| s.get("ct timeout").is_some())),
+        "{six:?}"
+    );
+    let learn6 = exprs("sticky", "redirect six");
+    assert_eq!(learn6.len(), 4, "{learn6:?}");
+    assert_eq!(
+        learn6[0][2],
+        json(
+            r#"{"match":{"left":{"ct":{"key":"ip6 daddr","dir":"original"}},"right":"fd00:1::1","op":"=="}}"#
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `sticky-address` with a short session timeout: one client reaches the same backend
+/// on every new connection, where round-robin alone spreads them; its entry goes a
+/// session timeout after its last packet; a host that goes down loses its clients in
+/// the same transaction, and they stay with their new host when it comes back.
+#[test]
+fn sticky_sources_expire_and_go_with_their_host() {
+    need_nft();
+    let Some(mut net) = Net::new('d') else {
+        eprintln!("skipped: cannot create network namespaces here");
+        return;
+    };
+    let dir = temp_dir("sticky");
+    let conf = dir.join("rdr.conf");
+    std::fs::write(
+        &conf,
+        "table <web> { 10.200.2.1, 10.200.2.2, 10.200.2.3 }\n\
+         redirect \"spread\" {\n\
+         \tlisten on 10.200.1.1 port 81\n\
+         \tforward to <web> port 8080 mode roundrobin check tcp\n\
+         }\n\
+         redirect \"www\" {\n\
+         \tlisten on 10.200.1.1 port 80\n\
+         \tsticky-address\n\
+         \tsession timeout 3\n\
+         \tforward to <web> port 8080 mode roundrobin check tcp\n\
+         }\n",
+    )
+    .unwrap();
+    let plan_path = dir.join("plan.bin");
+    compile(&conf, &[], &plan_path);
+    let plan = relayd_run::load(&plan_path).unwrap().plan;
+    for (addr, name) in [
+        ("10.200.2.1", "a"),
+        ("10.200.2.2", "b"),
+        ("10.200.2.3", "c"),
+    ] {
+        net.backend(addr, 8080, name);
+        net.wait_backend(addr, 8080);
+    }
+    let nft = Nft {
+        netns: Some(net.router.clone()),
+    };
+    let all = up_but(&plan, &[]);
+    assert_eq!(check_batch(&ruleset(&plan, &all)), Ok(()));
+    nft.apply(&ruleset(&plan, &all)).unwrap();
+    until("the backends", 10, || net.fetch(81));
+    let set = |name: &str| sticky_set_name(1, backend_address(name).parse().unwrap());
+
+    // Round-robin alone: three connections, three backends.
+    let mut spread: Vec<String> = (0..3).map(|_| net.fetch(81).unwrap()).collect();
+    spread.sort();
+    assert_eq!(spread, ["a", "b", "c"]);
+    // With sticky-address, the first connection is balanced and the rest follow it.
+    let first = net.fetch(80).unwrap();
+    for _ in 0..4 {
+        assert_eq!(net.fetch(80).as_deref(), Some(first.as_str()));
+    }
+    let last_packet = std::time::Instant::now();
+    assert_eq!(net.set_elements(&set(&first)), ["10.200.0.1"]);
+    for other in ["a", "b", "c"].iter().filter(|o| **o != first) {
+        assert!(net.set_elements(&set(other)).is_empty(), "{other}");
+    }
+    // Three seconds after the client's last packet, the entry is gone.
+    until("the sticky entry to expire", 10, || {
+        net.set_elements(&set(&first)).is_empty().then_some(())
+    });
+    let lasted = last_packet.elapsed();
+    assert!(lasted >= std::time::Duration::from_secs(2), "{lasted:?}");
+
+    // A client bound to a host that goes down is forgotten with it: the next
+    // connection goes to a live host, and stays there once the host is back.
+    let bound = net.fetch(80).unwrap();
+    assert_eq!(net.fetch(80).as_deref(), Some(bound.as_str()));
+    assert_eq!(net.set_elements(&set(&bound)), ["10.200.0.1"]);
+    let down = up_but(&plan, &[backend_address(&bound)]);
+    assert_eq!(check_batch(&ruleset(&plan, &down)), Ok(()));
+    nft.apply(&ruleset(&plan, &down)).unwrap();
+    assert!(net.set_elements(&set(&bound)).is_empty());
+    let moved = net.fetch(80).unwrap();
+    assert_ne!(moved, bound);
+    nft.apply(&ruleset(&plan, &all)).unwrap();
+    for _ in 0..3 {
+        assert_eq!(net.fetch(80).as_deref(), Some(moved.as_str()));
+    }
+    assert!(net.set_elements(&set(&bound)).is_empty());
+    assert_eq!(net.set_elements(&set(&moved)), ["10.200.0.1"]);
+    nft.apply(&removal()).unwrap();
+    assert_eq!(net.table(), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The session timeout is the redirected connections' established timeout: a ct
+/// timeout object with that policy, named by the redirect's DNAT rule, and conntrack
+/// timing an idle established connection by it.
+#[test]
+fn the_session_timeout_is_the_established_timeout() {
+    need_nft();
+    let Some(mut net) = Net::new('e') else {
+        eprintln!("skipped: cannot create network namespaces here");
+        return;
+    };
+    let dir = temp_dir("ct-timeout");
+    let conf = dir.join("rdr.conf");
+    std::fs::write(
+        &conf,
+        "table <web> { 10.200.2.1 }\n\
+         redirect \"www\" {\n\
+         \tlisten on 10.200.1.1 port 80\n\
+         \tsession timeout 3\n\
+         \tforward to <web> port 8080 check tcp\n\
+         }\n",
+    )
+    .unwrap();
+    let plan_path = dir.join("plan.bin");
+    compile(&conf, &[], &plan_path);
+    let plan = relayd_run::load(&plan_path).unwrap().plan;
+    net.holding_backend("10.200.2.1", 8080, "a");
+    net.wait_backend("10.200.2.1", 8080);
+    let nft = Nft {
+        netns: Some(net.router.clone()),
+    };
+    // Applying twice leaves the object as it is.
+    for _ in 0..2 {
+        nft.apply(&ruleset(&plan, &[true])).unwrap();
+    }
+
+    let listed = net.nft_json(&["list", "ruleset"]);
+    let objects: Vec<&serde_json::Value> =
+        listed.iter().filter_map(|o| o.get("ct timeout")).collect();
+    assert_eq!(objects.len(), 1, "{listed:?}");
+    let o = objects[0];
+    assert_eq!(
+        (&o["name"], &o["table"], &o["protocol"], &o["l3proto"]),
+        (
+            &"established_3s_ip".into(),
+            &"relayd".into(),
+            &"tcp".into(),
+            &"ip".into()
+        )
+    );
+    assert_eq!(o["policy"], serde_json::json!({"established": 3}));
+    let rule = listed
+        .iter()
+        .filter_map(|o| o.get("rule"))
+        .find(|r| r["chain"] == "prerouting")
+        .unwrap();
+    let expr = rule["expr"].as_array().unwrap();
+    let at = |want: &serde_json::Value| expr.iter().position(|e| e == want);
+    let timeout = at(&serde_json::json!({"ct timeout": "established_3s_ip"}));
+    let dnat = expr.iter().position(|e| e.get("dnat").is_some());
+    assert!(timeout.is_some() && timeout < dnat, "{rule}");
+
+    // An idle established connection: conntrack gives it the policy's 3 s, not its
+    // default five days.
+    let mut client = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.client,
+            "timeout",
+            "10",
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/10.200.1.1/80 && head -c1 <&3 && sleep 2",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let entry = until("the established connection", 5, || {
+        net.conntrack()
+            .lines()
+            .find(|l| l.contains(" ESTABLISHED ") && l.contains("dport=80 "))
+            .map(str::to_string)
+    });
+    let secs: u64 = entry.split_whitespace().nth(4).unwrap().parse().unwrap();
+    assert!((1..=3).contains(&secs), "{entry}");
+    assert!(client.wait().unwrap().success());
+    nft.apply(&removal()).unwrap();
+    assert_eq!(net.table(), None);
     let _ = std::fs::remove_dir_all(&dir);
 }

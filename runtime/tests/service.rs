@@ -324,6 +324,7 @@ fn start_signer_with(keys: KeySource<'_>) -> Result<Signer, SignerError> {
         &Options {
             program: PathBuf::from(BIN),
             privileges: Privileges::keep(),
+            seccomp: true,
         },
     )
 }
@@ -1006,5 +1007,209 @@ fn the_systemd_unit_is_shipped_and_verifies() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.trim().is_empty(), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------
+// Seccomp
+// ---------------------------------------------------------------------------------------
+
+/// Each thread of process `pid`: its name and its `Seccomp:` mode (0 none, 2 filter).
+fn seccomp_modes(pid: u32) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let s = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let field = |name: &str| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+                .unwrap_or_default()
+        };
+        out.push((field("Name:"), field("Seccomp:")));
+    }
+    out.sort();
+    out
+}
+
+/// `plan_with_key`'s plan with its relay listening over TLS with that keypair, so that
+/// every session's handshake is signed by the signer process.
+fn tls_plan_with_key(dir: &Path, port: u16, backend: u16, key: &TestKey) -> PathBuf {
+    let keyed = plan_with_key(dir, port, backend, key);
+    let loaded = relayd_run::load(&keyed).unwrap();
+    let mut p = loaded.plan;
+    for l in &mut p.relays[0].listeners {
+        l.tls = true;
+    }
+    p.relays[0].keypairs = vec![0];
+    let bytes = plan::container::write(
+        &loaded.header.compiler_version,
+        loaded.header.flags,
+        loaded.header.source_digest,
+        &plan::encode(&p).unwrap(),
+        &plan::encode_keys(&loaded.keys).unwrap(),
+    );
+    let path = dir.join("tls.bin");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// What the TLS relay at `port` passes back, the certificate not checked.
+fn fetch_tls(port: u16) -> String {
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(Offer(vec![
+        SignatureScheme::ECDSA_NISTP256_SHA256,
+    ])))
+    .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(client), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, common::connect_when_ready(port));
+    let mut out = String::new();
+    let _ = tls.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn the_relay_and_signer_processes_run_under_seccomp() {
+    let dir = temp_dir("seccomp");
+    let port = free_port();
+    let key = test_key(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let plan = tls_plan_with_key(&dir, port, backend("sealed\n"), &key);
+    // --no-privdrop (Relay::start): the filters do not depend on the privilege drop.
+    let relay = Relay::start(&plan, &["-v"]);
+    let log = relay.wait_log("the filter", |l| {
+        l.contains("signer: 1 private key") && l.contains("system calls allowed, others refused")
+    });
+    // A session through both filters: the worker's TLS, the signer's signature.
+    assert_eq!(fetch_tls(port), "sealed\n", "{log}");
+    let pid = relay.child.id();
+    let threads = seccomp_modes(pid);
+    for n in ["relay 1", "relay 2"] {
+        assert!(threads.iter().any(|(name, _)| name == n), "{threads:?}");
+    }
+    assert!(
+        threads.iter().all(|(_, mode)| mode == "2"),
+        "every thread of the relay process is filtered: {threads:?}"
+    );
+    let kids = children(pid);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    let signer = seccomp_modes(kids[0]);
+    assert!(
+        signer.iter().any(|(name, _)| name == "sign"),
+        "the signer signed on a thread of its own: {signer:?}"
+    );
+    assert!(
+        signer.iter().all(|(_, mode)| mode == "2"),
+        "every thread of the signer is filtered: {signer:?}"
+    );
+    let (code, log) = relay.terminate();
+    assert_eq!(code, 0, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_seccomp_leaves_both_processes_unfiltered() {
+    let dir = temp_dir("noseccomp");
+    let port = free_port();
+    let key = test_key(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let plan = tls_plan_with_key(&dir, port, backend("open\n"), &key);
+    let relay = Relay::start(&plan, &["-v", "--no-seccomp"]);
+    let log = relay.wait_log("the signer", |l| l.contains("signer: 1 private key"));
+    assert_eq!(fetch_tls(port), "open\n", "{log}");
+    assert!(!relay.log().contains("system calls allowed"));
+    let pid = relay.child.id();
+    let kids = children(pid);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    for p in [pid, kids[0]] {
+        let threads = seccomp_modes(p);
+        assert!(threads.iter().all(|(_, mode)| mode == "0"), "{threads:?}");
+    }
+    let (code, log) = relay.terminate();
+    assert_eq!(code, 0, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A plan whose table `<s>` (127.0.0.1) is checked by `script`.
+fn script_plan(dir: &Path, port: u16, backend: u16, script: &Path) -> PathBuf {
+    let conf = dir.join("scripts.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "interval 1\ntimeout 400\nprefork 1\ntable <s> {{ 127.0.0.1 }}\n\
+             relay \"r\" {{\n\tlisten on 127.0.0.1 port {port}\n\tforward to <s> port {backend} check script \"{}\"\n}}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let plan = dir.join("scripts.bin");
+    compile(&conf, &[], &plan);
+    plan
+}
+
+fn up_script(dir: &Path) -> PathBuf {
+    let script = dir.join("up.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn check_scripts_run_from_the_one_thread_outside_the_filter() {
+    let dir = temp_dir("seccompscript");
+    let port = free_port();
+    let plan = script_plan(&dir, port, backend("checked\n"), &up_script(&dir));
+    let relay = Relay::start(&plan, &["-v"]);
+    let log = relay.wait_log("the script's check", |l| {
+        l.contains("check script (") && l.contains("script ok), state unknown -> up")
+    });
+    assert_eq!(fetch(port), "checked\n", "{log}");
+    let threads = seccomp_modes(relay.child.id());
+    let outside: Vec<&(String, String)> = threads.iter().filter(|(_, m)| m != "2").collect();
+    assert_eq!(
+        outside,
+        [&("scripts".to_string(), "0".to_string())],
+        "{threads:?}"
+    );
+    let (code, log) = relay.terminate();
+    assert_eq!(code, 0, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_reload_cannot_add_check_scripts_once_the_filter_is_on() {
+    let dir = temp_dir("seccompreload");
+    let port = free_port();
+    let back = backend("kept\n");
+    let plan = tcp_relay_conf(&dir, port, back, "");
+    let relay = Relay::start(&plan, &["-v"]);
+    relay.wait_log("the filter", |l| l.contains("system calls allowed"));
+    assert_eq!(fetch(port), "kept\n");
+    let scripted = script_plan(&dir, port, back, &up_script(&dir));
+    std::fs::copy(&scripted, &plan).unwrap();
+    let pid = relay.child.id();
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -HUP {pid}")])
+        .status();
+    let log = relay.wait_log("the refusal", |l| {
+        l.contains("the running plan is unchanged")
+    });
+    assert!(
+        log.contains("check script tables") && log.contains("restart relayd-run"),
+        "{log}"
+    );
+    assert!(
+        seccomp_modes(pid).iter().all(|(_, mode)| mode == "2"),
+        "no thread left the filter"
+    );
+    assert_eq!(fetch(port), "kept\n");
+    let (code, log) = relay.terminate();
+    assert_eq!(code, 0, "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }

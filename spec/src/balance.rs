@@ -354,10 +354,15 @@ impl TableStatus {
 /// it) is used alone: if it is not usable the answer is `None`, the other tables are not
 /// tried. Otherwise the first usable table (relay_from_table's `TAILQ_FOREACH` over
 /// `rl_tables`; every relay table carries `F_USED`, so that test never excludes one).
-/// A rule-selected index outside `tables` yields `None`.
-pub fn choose_table(tables: &[TableStatus], selected_by_rule: Option<usize>) -> Option<usize> {
+/// A rule-selected index outside `tables` yields `None`. `tables` may be lazy: only
+/// the statuses the choice needs are looked at, and nothing is collected.
+pub fn choose_table<T: std::borrow::Borrow<TableStatus>>(
+    tables: impl IntoIterator<Item = T>,
+    selected_by_rule: Option<usize>,
+) -> Option<usize> {
+    let mut tables = tables.into_iter();
     match selected_by_rule {
-        Some(i) => tables.get(i).filter(|t| t.usable()).map(|_| i),
-        None => tables.iter().position(TableStatus::usable),
+        Some(i) => tables.nth(i).filter(|t| t.borrow().usable()).map(|_| i),
+        None => tables.position(|t| t.borrow().usable()),
     }
 }

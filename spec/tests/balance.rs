@@ -715,21 +715,21 @@ const UNCHECKED: TableStatus = TableStatus {
 
 #[test]
 fn first_usable_table_in_config_order() {
-    assert_eq!(choose_table(&[UP, UP], None), Some(0));
-    assert_eq!(choose_table(&[DOWN, UP, UP], None), Some(1));
-    assert_eq!(choose_table(&[DOWN, DOWN], None), None);
-    assert_eq!(choose_table(&[], None), None);
+    assert_eq!(choose_table([UP, UP], None), Some(0));
+    assert_eq!(choose_table([DOWN, UP, UP], None), Some(1));
+    assert_eq!(choose_table([DOWN, DOWN], None), None);
+    assert_eq!(choose_table::<TableStatus>([], None), None);
     // No check: every host counts as up, whatever the up count says.
-    assert_eq!(choose_table(&[DOWN, UNCHECKED, UP], None), Some(1));
+    assert_eq!(choose_table([DOWN, UNCHECKED, UP], None), Some(1));
 }
 
 #[test]
 fn a_rule_selected_table_is_used_alone() {
-    assert_eq!(choose_table(&[UP, UP, UP], Some(2)), Some(2));
+    assert_eq!(choose_table([UP, UP, UP], Some(2)), Some(2));
     // Down → "no active hosts", even though other tables are up.
-    assert_eq!(choose_table(&[UP, DOWN], Some(1)), None);
-    assert_eq!(choose_table(&[UP, UNCHECKED], Some(1)), Some(1));
-    assert_eq!(choose_table(&[UP], Some(3)), None);
+    assert_eq!(choose_table([UP, DOWN], Some(1)), None);
+    assert_eq!(choose_table([UP, UNCHECKED], Some(1)), Some(1));
+    assert_eq!(choose_table([UP], Some(3)), None);
 }
 
 #[test]
@@ -740,15 +740,15 @@ fn disabled_tables() {
         ..UP
     };
     assert!(!disabled_checked.usable());
-    assert_eq!(choose_table(&[disabled_checked, UP], None), Some(1));
-    assert_eq!(choose_table(&[disabled_checked, UP], Some(0)), None);
+    assert_eq!(choose_table([disabled_checked, UP], None), Some(1));
+    assert_eq!(choose_table([disabled_checked, UP], Some(0)), None);
     // ... but relay_from_table never reads the flag, so without a check it still is.
     let disabled_unchecked = TableStatus {
         disabled: true,
         ..UNCHECKED
     };
     assert!(disabled_unchecked.usable());
-    assert_eq!(choose_table(&[disabled_unchecked, UP], None), Some(0));
+    assert_eq!(choose_table([disabled_unchecked, UP], None), Some(0));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ async fn session(
 ) {
     let sid = w.next_session_id();
     let reg = w.registry.open(relay, listener, sid, peer);
-    w.active.set(w.active.get() + 1);
+    let _slot = w.slot();
     let r = &w.shared.plan.relays[relay];
     let timeout = Duration::from_secs(u64::from(r.session_timeout_s.max(1)));
     let backend = Cell::new(None);
@@ -191,7 +191,6 @@ async fn session(
     }
     .await;
     close_line(&w, relay, sid, peer, backend.get(), None, None, &end);
-    w.active.set(w.active.get().saturating_sub(1));
 }
 
 /// A socket of the session's own, connected to the backend; the query sent with

@@ -11,7 +11,7 @@
 use super::origin::{self, Origin};
 use super::pool::Choice;
 use super::session::{errno_text, io_text, tune, At, End, Sides};
-use super::worker::Worker;
+use super::worker::{Slot, Worker};
 use crate::control::registry::Registered;
 use crate::http::{self, Body, Carry, ChunkedDecoder, HeadReader, HttpError, Method, Parsed};
 use crate::tls::Stream;
@@ -39,6 +39,13 @@ const READ: usize = 16 * 1024;
 const FORBIDDEN: HttpError = HttpError {
     msg: "Forbidden",
     status: 403,
+};
+
+/// The request-head deadline passed (`super::limits`): the page relayd would send for
+/// a request that never came whole.
+const HEAD_TIMEOUT: HttpError = HttpError {
+    msg: "Request Timeout",
+    status: 408,
 };
 
 /// A connection with the bytes read from it but not used yet.
@@ -84,6 +91,22 @@ impl Conn {
     }
 }
 
+/// Resolves once a backend closes its connection or sends something while no request
+/// is outstanding. Over plain TCP it only peeks, so an idle keep-alive backend costs no
+/// buffer; over TLS it reads, since post-handshake messages (session tickets) are not
+/// application data and must not count.
+async fn backend_spoke(server: &mut Conn, idle: Duration) {
+    match &server.stream {
+        Stream::Tcp(t) => {
+            let mut b = [0u8; 1];
+            let _ = t.peek(&mut b).await;
+        }
+        _ => {
+            let _ = server.fill(idle).await;
+        }
+    }
+}
+
 /// Why a session ends, before it becomes a close line.
 enum Stop {
     /// A clean end (`done`).
@@ -118,6 +141,10 @@ struct Session<'a> {
     proto: &'a Protocol,
     peer: SocketAddr,
     idle: Duration,
+    /// The request-head deadline's length (`--head-timeout`), and when the first head's
+    /// deadline passes (counted from the accept).
+    head_timeout: Option<Duration>,
+    first_head_by: Option<tokio::time::Instant>,
     filter: SessionState,
     queued: Vec<usize>,
     log: SessionLog,
@@ -147,9 +174,9 @@ pub async fn run(
     listener: usize,
     client: TcpStream,
     peer: SocketAddr,
+    _slot: Slot,
 ) {
     let id = w.next_session_id();
-    w.active.set(w.active.get() + 1);
     let plan = &w.shared.plan;
     let r = &plan.relays[relay];
     let Some(proto) = r.protocol.and_then(|p| plan.protocols.get(p as usize)) else {
@@ -164,6 +191,11 @@ pub async fn run(
         proto,
         peer,
         idle: Duration::from_secs(u64::from(r.session_timeout_s.max(1))),
+        head_timeout: w.limits.head_timeout,
+        first_head_by: w
+            .limits
+            .head_timeout
+            .map(|d| tokio::time::Instant::now() + d),
         filter: SessionState::default(),
         queued: Vec::new(),
         log: SessionLog::new(),
@@ -222,7 +254,6 @@ pub async fn run(
         Some(s.log.line()),
         &end,
     );
-    w.active.set(w.active.get().saturating_sub(1));
 }
 
 impl<'a> Session<'a> {
@@ -250,14 +281,25 @@ impl<'a> Session<'a> {
             let Some((server, _)) = self.backend.as_ref() else {
                 return Err(End::error("session failed".into(), errno_text(0)));
             };
-            super::session::tls_accept_inspected(at, inspect, &server.stream, client, self.idle)
-                .await?
+            let wait = self.first_head_wait();
+            super::session::tls_accept_inspected(at, inspect, &server.stream, client, wait).await?
         } else if let Some(acceptor) = sides.accept {
-            super::session::tls_accept(at, acceptor, client, self.idle).await?
+            super::session::tls_accept(at, acceptor, client, self.first_head_wait()).await?
         } else {
             Stream::Tcp(client)
         };
         Ok(Conn::new(stream))
+    }
+
+    /// How long a handshake may take: the idle timeout, or less if the first request
+    /// head's deadline comes sooner (a slow handshake must not extend it).
+    fn first_head_wait(&self) -> Duration {
+        match self.first_head_by {
+            Some(by) => self
+                .idle
+                .min(by.saturating_duration_since(tokio::time::Instant::now())),
+            None => self.idle,
+        }
     }
 
     fn listen(&self) -> (IpAddr, u16) {
@@ -313,6 +355,9 @@ impl<'a> Session<'a> {
         loop {
             // The request head.
             reader.restart_request(limit);
+            // The first head's deadline runs from the accept, the next ones' from their
+            // first byte.
+            let mut head_by = self.first_head_by.take();
             let parsed = loop {
                 match reader.read(client.data(), &mut head) {
                     Ok(Parsed::Incomplete) => {}
@@ -324,10 +369,39 @@ impl<'a> Session<'a> {
                         }
                     }
                 }
-                match client.fill(self.idle).await {
+                let now = tokio::time::Instant::now();
+                if head_by.is_none() && !client.data().is_empty() {
+                    head_by = self.head_timeout.map(|d| now + d);
+                }
+                let wait = match head_by {
+                    Some(by) => self.idle.min(by.saturating_duration_since(now)),
+                    None => self.idle,
+                };
+                // Between requests the backend is watched too: relayd ends the session
+                // ("done") when either side closes, so a backend that drops an idle
+                // keep-alive connection closes the client's rather than leaving the
+                // next request to meet a dead connection. Bytes it sends unasked end
+                // the session as well: no request is there to pair them with.
+                let filled = match self.backend.as_mut() {
+                    Some((server, _)) if client.data().is_empty() => tokio::select! {
+                        biased;
+                        r = client.fill(wait) => r,
+                        () = backend_spoke(server, self.idle) => return Stop::Done,
+                    },
+                    _ => client.fill(wait).await,
+                };
+                match filled {
                     Ok(0) => return Stop::Done,
                     Ok(_) => {}
-                    Err(e) => return io_stop(&e),
+                    Err(e) => {
+                        if head_by.is_some_and(|by| tokio::time::Instant::now() >= by) {
+                            return Stop::Abort {
+                                err: HEAD_TIMEOUT,
+                                label: false,
+                            };
+                        }
+                        return io_stop(&e);
+                    }
                 }
             };
             let Parsed::Complete {

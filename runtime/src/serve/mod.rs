@@ -23,6 +23,7 @@
 
 pub(crate) mod dns;
 mod http;
+pub mod limits;
 mod listen;
 mod minttl;
 mod origin;
@@ -111,6 +112,14 @@ pub struct Options {
     pub signer: Option<crate::signer::Signer>,
     /// Whom to become once every socket is bound (`-u`, `--no-privdrop`).
     pub privileges: crate::privs::Privileges,
+    /// `--head-timeout`: the request-head deadline (`None` is off).
+    pub head_timeout: Option<Duration>,
+    /// `--max-sessions`: the per-worker cap; `None` is what the open-file limit allows.
+    pub max_sessions: Option<u32>,
+    /// Install the relay process's seccomp filter after the privilege drop
+    /// (`crate::seccomp`; off with `--no-seccomp`). Off by default: it confines the
+    /// calling process for good, which a library user rarely wants.
+    pub seccomp: bool,
 }
 
 /// Runs the plan until SIGTERM/SIGINT (or `relayctl stop`). Returns once everything has
@@ -124,6 +133,20 @@ pub fn serve(plan: Plan, opts: &Options) -> Result<(), ServeError> {
     };
     let tls = crate::tls::build(&plan, keys).map_err(ServeError::Start)?;
     let workers = plan.globals.prefork.max(1) as usize;
+    let nofile = limits::raise_nofile();
+    let limits = limits::Limits {
+        head_timeout: opts.head_timeout,
+        max_sessions: opts
+            .max_sessions
+            .unwrap_or_else(|| limits::default_max_sessions(nofile, workers)),
+    };
+    log::debug(&format!(
+        "limits: {nofile} open files, {} sessions per worker, request heads within {}",
+        limits.max_sessions,
+        limits
+            .head_timeout
+            .map_or_else(|| "any time".to_string(), |d| format!("{} s", d.as_secs()))
+    ));
     // Every worker's sockets, bound before anything runs.
     let mut sockets = Vec::with_capacity(workers);
     for _ in 0..workers {
@@ -167,6 +190,22 @@ pub fn serve(plan: Plan, opts: &Options) -> Result<(), ServeError> {
     opts.privileges
         .apply()
         .map_err(|e| ServeError::Start(e.to_string()))?;
+    // Still one thread: the filter is inherited by every thread made from here on, all
+    // but the script runner, which must stay outside it.
+    if opts.seccomp {
+        crate::seccomp::enter_relay(|| {
+            if health::script::needed(&plan) {
+                health::script::start_runner()
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|e| ServeError::Start(e.to_string()))?;
+        log::debug(&format!(
+            "seccomp: {} system calls allowed, others refused",
+            crate::seccomp::allowed(crate::seccomp::Profile::Relay).len()
+        ));
+    }
     let mut shared = worker::Shared::new(plan);
     shared.tls = tls;
     let shared = Arc::new(shared);
@@ -183,7 +222,7 @@ pub fn serve(plan: Plan, opts: &Options) -> Result<(), ServeError> {
         reloads.push(reload_tx);
         let t = std::thread::Builder::new()
             .name(format!("relay {}", n + 1))
-            .spawn(move || worker::run(shared, n, socks, stop, query_rx, reload_rx))
+            .spawn(move || worker::run(shared, n, socks, stop, query_rx, reload_rx, limits))
             .map_err(|e| ServeError::Start(e.to_string()))?;
         threads.push(t);
     }

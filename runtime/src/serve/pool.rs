@@ -72,17 +72,18 @@ pub fn choose(
     let Some(r) = plan.relays.get(relay) else {
         return Choice::None;
     };
-    // Tables first: an address target is ignored when the relay also has tables.
-    let tables: Vec<(usize, u32, &relaydc_spec::plan::Mode)> = r
-        .forwards
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| match &f.target {
-            Target::Table { table, mode, .. } => Some((i, *table, mode)),
-            _ => None,
-        })
-        .collect();
-    if tables.is_empty() {
+    // Tables first: an address target is ignored when the relay also has tables. The
+    // relay's forward tables are walked, not collected: nothing is allocated per session.
+    let tables = || {
+        r.forwards
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| match &f.target {
+                Target::Table { table, mode, .. } => Some((i, *table, mode)),
+                _ => None,
+            })
+    };
+    if tables().next().is_none() {
         return r
             .forwards
             .iter()
@@ -99,38 +100,37 @@ pub fn choose(
             })
             .unwrap_or(Choice::None);
     }
-    let status: Vec<TableStatus> = tables
-        .iter()
-        .map(|(_, t, _)| {
-            let i = *t as usize;
-            let t = &plan.tables[i];
-            TableStatus {
-                // A table without a check follows `host_up` too once relayctl disabled
-                // it or one of its hosts (`control::board`).
-                has_check: !matches!(t.check, Check::None)
-                    || shared.table_gated[i].load(Ordering::Relaxed),
-                any_up: t
-                    .hosts
-                    .iter()
-                    .any(|h| shared.host_up[*h as usize].load(Ordering::Relaxed)),
-                disabled: shared.table_disabled[i].load(Ordering::Relaxed),
-            }
-        })
-        .collect();
+    let status = |i: usize| {
+        let t = &plan.tables[i];
+        TableStatus {
+            // A table without a check follows `host_up` too once relayctl disabled
+            // it or one of its hosts (`control::board`).
+            has_check: !matches!(t.check, Check::None)
+                || shared.table_gated[i].load(Ordering::Relaxed),
+            any_up: t
+                .hosts
+                .iter()
+                .any(|h| shared.host_up[*h as usize].load(Ordering::Relaxed)),
+            disabled: shared.table_disabled[i].load(Ordering::Relaxed),
+        }
+    };
     // A rule's table choice: this relay's instance of it, used alone.
     let selected = rule_table.and_then(|rt| {
         let inst = r.rule_tables.get(rt as usize).copied().flatten()?;
-        tables.iter().position(|(_, t, _)| *t == inst)
+        tables().position(|(_, t, _)| t == inst)
     });
     if rule_table.is_some() && selected.is_none() {
         return Choice::None;
     }
-    let Some(which) = balance::choose_table(&status, selected) else {
+    let statuses = tables().map(|(_, t, _)| status(t as usize));
+    let Some(which) = balance::choose_table(statuses, selected) else {
         return Choice::None;
     };
-    let (forward, table, mode) = tables[which];
+    let Some((forward, table, mode)) = tables().nth(which) else {
+        return Choice::None;
+    };
     let t = &plan.tables[table as usize];
-    let has_check = status[which].has_check;
+    let has_check = status(table as usize).has_check;
     // A relay table has at most 32 hosts (the compiler refuses more; relayd aborts):
     // the states fit an array, no allocation per session.
     if t.hosts.len() > balance::MAX_HOSTS {

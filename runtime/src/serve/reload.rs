@@ -156,6 +156,7 @@ impl Reloader {
                 .map_err(|e| e.to_string())??
         };
         self.network_allows(&plan)?;
+        crate::health::script::runnable(&plan)?;
         let (was, is) = (old.plan.globals.prefork.max(1), plan.globals.prefork.max(1));
         if was != is {
             return Err(format!(

@@ -10,7 +10,7 @@
 
 use super::origin::{self, Origin};
 use super::pool::Choice;
-use super::worker::Worker;
+use super::worker::{Slot, Worker};
 use crate::log;
 use crate::tls::{self, Inspect, Stream};
 use relaydc_spec::plan::{ConnectionLog, TcpOptions};
@@ -62,10 +62,10 @@ pub async fn run(
     listener: usize,
     client: TcpStream,
     peer: SocketAddr,
+    _slot: Slot,
 ) {
     let id = w.next_session_id();
     let reg = w.registry.open(relay, listener, id, peer);
-    w.active.set(w.active.get() + 1);
     let plan = &w.shared.plan;
     let r = &plan.relays[relay];
     let tcp = r
@@ -87,7 +87,6 @@ pub async fn run(
         },
     };
     close_line(&w, relay, id, peer, backend, None, None, &end);
-    w.active.set(w.active.get().saturating_sub(1));
 }
 
 /// A session over plain TCP on both sides.
@@ -477,6 +476,9 @@ fn nodelay(tcp: &TcpOptions) -> bool {
 /// shapes the handshake's window and `ip minttl` guards the handshake too. With
 /// `source` (`transparent forward`) each attempt's socket comes bound to that address
 /// from the privileged helper; a helper that cannot make one ends the attempts.
+/// relayd's RELAY_OUTOF_FD_RETRIES.
+const OUT_OF_FD_RETRIES: u32 = 5;
+
 pub async fn connect(
     addr: SocketAddr,
     retry: u32,
@@ -485,6 +487,7 @@ pub async fn connect(
     source: Option<IpAddr>,
 ) -> std::io::Result<TcpStream> {
     let mut left = retry;
+    let mut out_of_fds = 0;
     loop {
         let r = match tokio::time::timeout(timeout, connect_once(addr, tcp, source)).await {
             Ok(r) => r,
@@ -492,6 +495,17 @@ pub async fn connect(
         };
         match r {
             Ok(s) => return Ok(s),
+            // relayd's relay_connect_retry: out of descriptors, try again each second
+            // (RELAY_OUTOF_FD_RETRIES times) rather than fail a session another one's
+            // end would have let through.
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                    && out_of_fds < OUT_OF_FD_RETRIES =>
+            {
+                log::debug(&format!("forward failed: {}, deferring", io_text(&e)));
+                out_of_fds += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             Err(e) if left == 0 || e.get_ref().is_some_and(|i| i.is::<origin::BindanyFailed>()) => {
                 return Err(e)
             }

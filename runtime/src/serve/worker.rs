@@ -2,6 +2,7 @@
 //! sessions and counters. Nothing here is shared with other workers except the plan
 //! and the host states (read-only on the request path).
 
+use super::limits::Limits;
 use super::listen::{Bound, Endpoint, Socket2};
 use super::{pool, session, GRACE};
 use crate::control::registry::{self, Query, Registry};
@@ -11,7 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::LocalSet;
 
 /// What all workers share: the plan and the host states.
@@ -127,6 +128,11 @@ pub struct Local {
     pub buffers: session::BufPool,
     /// Empty pipes for spliced TCP sessions.
     pub pipes: super::splice::PipePool,
+    /// The head deadline and the session cap (`super::limits`).
+    pub limits: Limits,
+    /// Accept loops waiting for a session to end: at the cap, or deferred after EMFILE.
+    waiting: Cell<bool>,
+    freed: Notify,
 }
 
 impl Local {
@@ -134,6 +140,35 @@ impl Local {
         let id = self.next_id.get().wrapping_add(1);
         self.next_id.set(id);
         id
+    }
+
+    /// A session ended: an accept loop waiting for room may go on. Waking is only paid
+    /// for when a loop waits.
+    fn release(&self) {
+        self.active.set(self.active.get().saturating_sub(1));
+        if self.waiting.replace(false) {
+            self.freed.notify_waiters();
+        }
+    }
+
+    /// Resolves once a session ends (the caller rechecks what it waited for).
+    async fn session_ended(&self) {
+        let ended = self.freed.notified();
+        self.waiting.set(true);
+        ended.await;
+    }
+}
+
+/// A session's place in its worker's count (relayd's `relay_sessions`): taken when the
+/// connection is accepted (or the datagram received), given back when the session
+/// ends, its task dropped included.
+pub struct Slot {
+    local: Rc<Local>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.local.release();
     }
 }
 
@@ -174,6 +209,14 @@ impl Worker {
             pools: RefCell::new(pools),
             registry,
             local: Rc::clone(local),
+        }
+    }
+
+    /// Counts a new session in; it counts until the slot is dropped.
+    pub fn slot(&self) -> Slot {
+        self.local.active.set(self.local.active.get() + 1);
+        Slot {
+            local: Rc::clone(&self.local),
         }
     }
 
@@ -221,6 +264,7 @@ pub fn run(
     stop: watch::Receiver<bool>,
     queries: mpsc::Receiver<Query>,
     mut reloads: mpsc::Receiver<Reload>,
+    limits: Limits,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -239,6 +283,9 @@ pub fn run(
         active: Cell::new(0),
         buffers: session::BufPool::default(),
         pipes: super::splice::PipePool::default(),
+        limits,
+        waiting: Cell::new(false),
+        freed: Notify::new(),
     });
     tasks.block_on(&rt, async move {
         tokio::task::spawn_local(crate::control::registry::serve(
@@ -392,20 +439,53 @@ async fn accept(
     mut stop: watch::Receiver<bool>,
 ) {
     launched(&w, relay);
+    let name = &w.shared.plan.relays[relay].name;
+    let mut capped = false;
     loop {
+        // relayd closes what it accepts beyond RELAY_MAX_SESSIONS; here the worker stops
+        // accepting, and newcomers wait in the listen queue until a session ends.
+        if w.active.get() >= w.limits.max_sessions {
+            if !capped {
+                capped = true;
+                log::debug(&format!(
+                    "relay {name}: {} sessions, accepting paused",
+                    w.active.get()
+                ));
+            }
+            tokio::select! {
+                _ = w.session_ended() => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+            continue;
+        }
+        capped = false;
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
+                    let slot = w.slot();
                     let w = Rc::clone(&w);
                     if w.is_http(relay) {
-                        tokio::task::spawn_local(super::http::run(w, relay, listener_index, stream, peer));
+                        tokio::task::spawn_local(super::http::run(w, relay, listener_index, stream, peer, slot));
                     } else {
-                        tokio::task::spawn_local(session::run(w, relay, listener_index, stream, peer));
+                        tokio::task::spawn_local(session::run(w, relay, listener_index, stream, peer, slot));
+                    }
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    // relayd's relay_accept: out of descriptors, pause accepting for a
+                    // second (or until a session gives its descriptors back) instead of
+                    // spinning on a listener that stays readable.
+                    log::debug("relay_accept: deferring connections");
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = w.session_ended() => {}
+                        _ = stop.changed() => {}
                     }
                 }
                 Err(e) => {
-                    log::debug(&format!("relay {}: accept: {e}", w.shared.plan.relays[relay].name));
-                    // EMFILE and friends: back off instead of spinning.
+                    log::debug(&format!("relay {name}: accept: {e}"));
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             },
