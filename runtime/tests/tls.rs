@@ -799,3 +799,58 @@ relay "inspect-tcp" {{
     let (code, _) = relay.terminate();
     assert_eq!(code, 0);
 }
+
+/// The request-head deadline (`--head-timeout`) covers an HTTPS relay's handshake: a
+/// client that drips a ClientHello one byte at a time, never idle long enough for the
+/// session timeout, is cut off at the deadline.
+#[test]
+fn a_dripped_handshake_meets_the_head_deadline() {
+    let dir = temp_dir("tls-drip");
+    let ca = Ca::new("drip ca");
+    install_keypair(&dir, "drip.test", &ca.issue("drip.test", &["drip.test"]));
+    let bport = http_backend(0);
+    let port = free_port();
+    let conf = format!(
+        r#"
+log connection
+prefork 1
+http protocol "drip" {{
+    tls keypair "drip.test"
+}}
+relay "drip" {{
+    listen on 127.0.0.1 port {port} tls
+    protocol "drip"
+    forward to 127.0.0.1 port {bport}
+}}
+"#
+    );
+    let relay = start(&dir, &conf, &["--head-timeout", "2"]);
+    let mut s = common::connect_when_ready(port);
+    s.set_nonblocking(true).unwrap();
+    // The start of a TLS record carrying a ClientHello, a byte every 300 ms.
+    let hello: &[u8] = &[
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    let t0 = Instant::now();
+    let mut buf = [0u8; 1024];
+    let mut sent = 0;
+    let closed_after = loop {
+        assert!(t0.elapsed() < Duration::from_secs(8), "never cut off");
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = s.write_all(&hello[sent % hello.len()..][..1]);
+        sent += 1;
+        match s.read(&mut buf) {
+            Ok(0) => break t0.elapsed(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break t0.elapsed(),
+        }
+    };
+    assert!(
+        closed_after >= Duration::from_millis(1900) && closed_after < Duration::from_secs(4),
+        "cut off after {closed_after:?}"
+    );
+    relay.wait_log("the close line", |l| l.contains("TLS handshake timeout"));
+    let (code, _) = relay.terminate();
+    assert_eq!(code, 0);
+}
