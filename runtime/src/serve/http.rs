@@ -182,7 +182,7 @@ pub async fn run(
     let Some(proto) = r.protocol.and_then(|p| plan.protocols.get(p as usize)) else {
         return;
     };
-    tune(&client, &proto.tcp);
+    tune(&client, peer, &proto.tcp);
     let sides = super::session::sides(&w, relay, listener);
     let mut s = Session {
         w: &w,

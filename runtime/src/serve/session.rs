@@ -72,7 +72,7 @@ pub async fn run(
         .protocol
         .and_then(|p| plan.protocols.get(p as usize))
         .map_or_else(super::listen::default_tcp, |p| p.tcp.clone());
-    tune(&client, &tcp);
+    tune(&client, peer, &tcp);
     let timeout = Duration::from_secs(u64::from(r.session_timeout_s.max(1)));
     // relayd finds a destination the connection names when it accepts it, before TLS.
     let (backend, end) = match origin::of(plan, relay, listener, &client, peer, id) {
@@ -450,15 +450,16 @@ impl AsyncWrite for Touch<'_> {
     }
 }
 
-pub fn tune(s: &TcpStream, tcp: &TcpOptions) {
+/// A client connection's tcp options. Its family is the peer's (an accepted socket's
+/// ends share one), so no getsockname is spent per connection to learn it.
+pub fn tune(s: &TcpStream, peer: SocketAddr, tcp: &TcpOptions) {
     let _ = s.set_nodelay(nodelay(tcp));
     let sock = socket2::SockRef::from(s);
     if let Some(b) = tcp.socket_buffer {
         let _ = sock.set_recv_buffer_size(b as usize);
         let _ = sock.set_send_buffer_size(b as usize);
     }
-    let ipv6 = s.local_addr().is_ok_and(|a| a.is_ipv6());
-    let _ = super::listen::ip_options(&sock, ipv6, tcp);
+    let _ = super::listen::ip_options(&sock, peer.is_ipv6(), tcp);
 }
 
 /// TCP_NODELAY unless the protocol says `no nodelay`. relayd leaves the kernel's
