@@ -56,10 +56,11 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(stream: Stream) -> Conn {
+    /// `buf` comes empty from the worker's [`super::session::ReadBufs`].
+    fn new(stream: Stream, buf: Vec<u8>) -> Conn {
         Conn {
             stream,
-            buf: Vec::new(),
+            buf,
             start: 0,
         }
     }
@@ -103,6 +104,41 @@ async fn backend_spoke(server: &mut Conn, idle: Duration) {
         }
         _ => {
             let _ = server.fill(idle).await;
+        }
+    }
+}
+
+/// A session's head and head readers, kept by the worker from session to session with
+/// their allocations (header buffers, line spans): a client that opens a connection per
+/// request would otherwise pay a score of small allocations for each
+/// (`testsuite/bench/profile conn`).
+pub(super) struct Scratch {
+    head: Head,
+    reader: HeadReader,
+    rreader: HeadReader,
+}
+
+#[derive(Default)]
+pub(super) struct ScratchPool {
+    free: std::cell::RefCell<Vec<Scratch>>,
+}
+
+impl ScratchPool {
+    fn take(&self, limit: usize) -> Scratch {
+        self.free.borrow_mut().pop().unwrap_or_else(|| Scratch {
+            head: Head::default(),
+            reader: HeadReader::request(limit),
+            rreader: HeadReader::response(limit, None, Carry::Header),
+        })
+    }
+
+    fn put(&self, mut s: Scratch) {
+        // A head that held thousands of headers goes back to the allocator rather than
+        // staying this big; so do those beyond the few a worker reuses at once.
+        s.head.clear();
+        let mut free = self.free.borrow_mut();
+        if free.len() < 64 && s.head.headers.capacity() <= 128 {
+            free.push(s);
         }
     }
 }
@@ -232,6 +268,10 @@ pub async fn run(
                 if let Some((server, _)) = s.backend.as_mut() {
                     super::session::tls_close(&mut server.stream).await;
                 }
+                w.read_bufs.put(client.buf);
+                if let Some((server, _)) = s.backend.as_mut() {
+                    w.read_bufs.put(std::mem::take(&mut server.buf));
+                }
                 end
             }
             Err(end) => end,
@@ -262,7 +302,7 @@ impl<'a> Session<'a> {
     /// `relay_preconnect`) and the client served a copy of its certificate.
     async fn open(&mut self, client: TcpStream, sides: Option<Sides<'a>>) -> Result<Conn, End> {
         let Some(sides) = sides else {
-            return Ok(Conn::new(Stream::Tcp(client)));
+            return Ok(Conn::new(Stream::Tcp(client), self.w.read_bufs.take()));
         };
         self.connector = sides.connect;
         let at = At {
@@ -288,7 +328,7 @@ impl<'a> Session<'a> {
         } else {
             Stream::Tcp(client)
         };
-        Ok(Conn::new(stream))
+        Ok(Conn::new(stream, self.w.read_bufs.take()))
     }
 
     /// How long a handshake may take: the idle timeout, or less if the first request
@@ -345,13 +385,22 @@ impl<'a> Session<'a> {
     }
 
     async fn serve(&mut self, client: &mut Conn) -> Stop {
-        let mut head = Head::default();
+        let limit = self.proto.http.headerlen as usize;
+        let mut scratch = self.w.scratch.take(limit);
+        let stop = self.exchange(client, &mut scratch, limit).await;
+        self.w.scratch.put(scratch);
+        stop
+    }
+
+    /// Requests and responses until the session ends.
+    async fn exchange(&mut self, client: &mut Conn, scratch: &mut Scratch, limit: usize) -> Stop {
+        let Scratch {
+            head,
+            reader,
+            rreader,
+        } = scratch;
         let mut ccarry = Carry::Header;
         let mut scarry = Carry::Header;
-        let limit = self.proto.http.headerlen as usize;
-        // Both readers keep their allocations from message to message.
-        let mut reader = HeadReader::request(limit);
-        let mut rreader = HeadReader::response(limit, None, scarry);
         loop {
             // The request head.
             reader.restart_request(limit);
@@ -359,7 +408,7 @@ impl<'a> Session<'a> {
             // first byte.
             let mut head_by = self.first_head_by.take();
             let parsed = loop {
-                match reader.read(client.data(), &mut head) {
+                match reader.read(client.data(), head) {
                     Ok(Parsed::Incomplete) => {}
                     Ok(p) => break p,
                     Err(e) => {
@@ -424,7 +473,12 @@ impl<'a> Session<'a> {
             };
             // Filters.
             let before = self.filter.table;
-            let outcome = evaluate(&self.proto.rules, &head, &mut self.filter, &mut self.queued);
+            let outcome = evaluate(
+                &self.proto.rules,
+                &*head,
+                &mut self.filter,
+                &mut self.queued,
+            );
             if outcome.aborted_by.is_some() {
                 return Stop::Abort {
                     err: HttpError::MALFORMED_HOST,
@@ -446,7 +500,7 @@ impl<'a> Session<'a> {
             let applied = apply::apply(
                 &self.proto.rules,
                 Actions::of(&outcome, &self.queued, switched),
-                &mut head,
+                head,
                 &ctx,
                 label,
                 &mut self.log,
@@ -458,7 +512,7 @@ impl<'a> Session<'a> {
                     label: true,
                 };
             }
-            let framing = match http::request_body(&head, ccarry) {
+            let framing = match http::request_body(&*head, ccarry) {
                 Ok(f) => f,
                 Err(e) => {
                     return Stop::Abort {
@@ -467,7 +521,7 @@ impl<'a> Session<'a> {
                     }
                 }
             };
-            let upgrade = match http::websocket(&head, self.proto.http.websockets) {
+            let upgrade = match http::websocket(&*head, self.proto.http.websockets) {
                 Ok(u) => u,
                 Err(e) => {
                     return Stop::Abort {
@@ -491,7 +545,7 @@ impl<'a> Session<'a> {
                     .retain(|(n, _)| !n.eq_ignore_ascii_case(b"Content-Length"));
             }
             self.out.clear();
-            http::write_head_verbatim(&head, &self.version, b"", &mut self.out);
+            http::write_head_verbatim(&*head, &self.version, b"", &mut self.out);
             if let Err(stop) =
                 forward_body(client, server, &mut self.out, framing.body, self.idle).await
             {
@@ -504,7 +558,7 @@ impl<'a> Session<'a> {
                 http10: head.minor == 0,
             };
             if let Err(stop) = self
-                .respond(client, &mut head, &mut rreader, asked, &mut scarry)
+                .respond(client, head, rreader, asked, &mut scarry)
                 .await
             {
                 return stop;
@@ -560,7 +614,15 @@ impl<'a> Session<'a> {
         };
         match connected {
             Ok(s) => {
-                self.backend = Some((Conn::new(s), addr));
+                let buf = match self.backend.take() {
+                    Some((old, _)) => {
+                        let mut buf = old.buf;
+                        buf.clear();
+                        buf
+                    }
+                    None => self.w.read_bufs.take(),
+                };
+                self.backend = Some((Conn::new(s, buf), addr));
                 self.reg.backend(addr);
                 self.backend_table = self.filter.table;
                 self.filter.backend_cleared = false;

@@ -126,6 +126,9 @@ pub struct Local {
     /// relayd's `relay_sessions`: sessions of this worker, all relays, all plans.
     pub active: Cell<u32>,
     pub buffers: session::BufPool,
+    /// HTTP sessions' read buffers, heads and head readers.
+    pub read_bufs: session::ReadBufs,
+    pub(super) scratch: super::http::ScratchPool,
     /// Empty pipes for spliced TCP sessions.
     pub pipes: super::splice::PipePool,
     /// The head deadline and the session cap (`super::limits`).
@@ -282,6 +285,8 @@ pub fn run(
         next_id: Cell::new(0),
         active: Cell::new(0),
         buffers: session::BufPool::default(),
+        read_bufs: session::ReadBufs::default(),
+        scratch: super::http::ScratchPool::default(),
         pipes: super::splice::PipePool::default(),
         limits,
         waiting: Cell::new(false),
