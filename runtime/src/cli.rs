@@ -63,7 +63,7 @@ pub struct Args {
     /// Seconds an HTTP relay's client has to send a whole request head (from the accept
     /// for the first, from its first byte for the next ones); 0 turns the deadline off.
     /// Past it: 408 Request Timeout.
-    #[arg(long = "head-timeout", value_name = "SECONDS", default_value_t = 30)]
+    #[arg(long = "head-timeout", value_name = "SECONDS", default_value_t = crate::serve::limits::DEFAULT_HEAD_TIMEOUT_S)]
     pub head_timeout: u32,
     /// Sessions one worker serves at once; at the cap it stops accepting until one ends
     /// (default: as many as the open-file limit allows).

@@ -247,13 +247,7 @@ impl Switchboard {
         slots: &mut [S],
     ) -> Result<u32, String> {
         let plan = &shared.plan;
-        let found = match target {
-            Target::Id(id) => id
-                .checked_sub(1)
-                .map(|i| i as usize)
-                .filter(|i| *i < plan.redirects.len()),
-            Target::Name(n) => plan.redirects.iter().position(|r| r.name == *n),
-        };
+        let found = target.locate(plan.redirects.iter().map(|r| r.name.as_str()));
         let Some(r) = found else {
             return Err(format!("no redirect {}", describe(target)));
         };
@@ -299,13 +293,7 @@ impl Switchboard {
         slots: &mut [S],
     ) -> Result<u32, String> {
         let plan = &shared.plan;
-        let found = match target {
-            Target::Id(id) => id
-                .checked_sub(1)
-                .map(|i| i as usize)
-                .filter(|i| *i < plan.hosts.len()),
-            Target::Name(n) => plan.hosts.iter().position(|h| h.name == *n),
-        };
+        let found = target.locate(plan.hosts.iter().map(|h| h.name.as_str()));
         let Some(h) = found else {
             return Err(format!("no host {}", describe(target)));
         };
@@ -361,13 +349,7 @@ impl Switchboard {
         slots: &mut [S],
     ) -> Result<u32, String> {
         let plan = &shared.plan;
-        let found = match target {
-            Target::Id(id) => id
-                .checked_sub(1)
-                .map(|i| i as usize)
-                .filter(|i| *i < plan.tables.len()),
-            Target::Name(n) => plan.tables.iter().position(|t| t.name == *n),
-        };
+        let found = target.locate(plan.tables.iter().map(|t| t.name.as_str()));
         let Some(t) = found else {
             return Err(format!("no table {}", describe(target)));
         };

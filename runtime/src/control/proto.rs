@@ -75,6 +75,18 @@ impl Target {
         }
         Target::Name(word.to_string())
     }
+
+    /// The index of the object it names among `names` (the plan's hosts, tables or
+    /// redirects in order): ids count from 1, as relayd numbers them.
+    pub fn locate<'a>(&self, names: impl ExactSizeIterator<Item = &'a str>) -> Option<usize> {
+        match self {
+            Target::Id(id) => id
+                .checked_sub(1)
+                .map(|i| i as usize)
+                .filter(|i| *i < names.len()),
+            Target::Name(n) => names.into_iter().position(|m| m == n),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

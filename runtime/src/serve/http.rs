@@ -265,11 +265,9 @@ pub async fn run(
                 let stop = s.serve(&mut client).await;
                 let end = s.finish(&mut client, stop).await;
                 super::session::tls_close(&mut client.stream).await;
-                if let Some((server, _)) = s.backend.as_mut() {
-                    super::session::tls_close(&mut server.stream).await;
-                }
                 w.read_bufs.put(client.buf);
                 if let Some((server, _)) = s.backend.as_mut() {
+                    super::session::tls_close(&mut server.stream).await;
                     w.read_bufs.put(std::mem::take(&mut server.buf));
                 }
                 end

@@ -4,7 +4,7 @@
 //! default), and every byte re-arms it: a client that sends one byte of a request head
 //! every few seconds holds its session for ever. Three limits close that:
 //!
-//! * **A request-head deadline** (`--head-timeout`, [`DEFAULT_HEAD_TIMEOUT`] by
+//! * **A request-head deadline** (`--head-timeout`, [`DEFAULT_HEAD_TIMEOUT_S`] by
 //!   default, 0 turns it off): an HTTP relay's client must deliver a whole request head
 //!   within it, counted from the accept for the first request (so a TLS handshake counts
 //!   too) and from the head's first byte for the next ones on a keep-alive connection
@@ -24,10 +24,10 @@
 
 use std::time::Duration;
 
-/// The request-head deadline unless `--head-timeout` says otherwise: as long as a
-/// slow mobile client could need, short enough that a slowloris connection is gone
+/// The request-head deadline in seconds unless `--head-timeout` says otherwise: as long
+/// as a slow mobile client could need, short enough that a slowloris connection is gone
 /// within half a minute.
-pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_HEAD_TIMEOUT_S: u32 = 30;
 
 /// Descriptors kept out of the session budget: listeners, the control socket, the
 /// signer's and helpers' sockets, health checks, logs, the runtime's own.
@@ -45,15 +45,6 @@ pub struct Limits {
     pub head_timeout: Option<Duration>,
     /// Sessions one worker serves at once before it stops accepting.
     pub max_sessions: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            head_timeout: Some(DEFAULT_HEAD_TIMEOUT),
-            max_sessions: u32::MAX,
-        }
-    }
 }
 
 /// Raises the soft open-file limit to the hard one (as a server started by a service
